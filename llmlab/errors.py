@@ -1,0 +1,14 @@
+"""Errors a user can act on.
+
+Every failure caused by input (a file, a name, an argument) is raised as an
+``LlmlabError`` with a message that names the problem. The CLI prints that message
+on one line and exits non-zero; nothing else is expected to catch it.
+"""
+
+
+class LlmlabError(Exception):
+    """A problem with the user's input, described in one readable line."""
+
+
+class TokenizerError(LlmlabError):
+    """A tokenizer could not be found, read or applied."""
