@@ -13,15 +13,17 @@ from pathlib import Path
 from llmlab.errors import LlmlabError
 
 
-def decode_utf8(data: bytes, source: str, errors: str = "strict") -> str:
-    """Decode bytes as UTF-8, naming the first bad byte's offset when they are not."""
+def decode_utf8(data: bytes, source: str, errors: str = "strict", offset: int = 0) -> str:
+    """Decode bytes as UTF-8, naming the first bad byte's offset when they are not.
+
+    ``offset`` is where ``data`` starts in its file, for messages about later chunks."""
     if b"\x00" in data[:8192]:
         raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected UTF-8 text")
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
         raise LlmlabError(
-            f"{source}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {e.start}); "
+            f"{source}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {offset + e.start}); "
             "convert it to UTF-8 first"
         ) from None
 
@@ -48,6 +50,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
             f.write(text)
             f.flush()
@@ -58,3 +61,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             os.unlink(tmp)
         raise
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -59,6 +59,12 @@ class Tokenizer(ABC):
         """Ids of ``text``; literal special-token strings become their id unless ``special=False``."""
         if not isinstance(text, str):
             raise TokenizerError(f"encode expects str, got {type(text).__name__}")
+        try:
+            return self._encode_special(text, special)
+        except UnicodeEncodeError as e:  # a lone surrogate cannot become UTF-8 bytes
+            raise TokenizerError(f"text has an unpaired surrogate {text[e.start]!r} at position {e.start}") from None
+
+    def _encode_special(self, text: str, special: bool) -> list[int]:
         if not special or self._special_re is None:
             return self._encode_ordinary(text)
         ids: list[int] = []
@@ -72,6 +78,10 @@ class Tokenizer(ABC):
     def tokenize(self, text: str, special: bool = True) -> list[str]:
         """The vocabulary pieces of ``text`` (one string per id of `encode`)."""
         return [self.id_to_token(i) for i in self.encode(text, special=special)]
+
+    def display_token(self, i: int) -> str:
+        """Readable text of one id, for showing pieces to a person."""
+        return self.id_to_token(i)
 
     def encode_batch(self, texts: Sequence[str], special: bool = True) -> list[list[int]]:
         return [self.encode(t, special=special) for t in texts]

@@ -155,6 +155,13 @@ class BPETokenizer(Tokenizer):
             ids.insert(0, self.special_tokens.get(self.bos_token, self.token_to_id_map[self.bos_token]))
         return ids
 
+    def display_token(self, i: int) -> str:
+        """The token's bytes as text; a partial UTF-8 character shows as \\xNN escapes."""
+        token = self.id_to_token(i)
+        if i in self._special_ids:
+            return token
+        return token.translate(_TO_LATIN1).encode("latin-1").decode("utf-8", "backslashreplace")
+
     def pretokenize(self, text: str) -> list[str]:
         """The pieces BPE runs on, before any merge."""
         return self._pattern.findall(text)
