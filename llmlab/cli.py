@@ -1,0 +1,206 @@
+"""The `llmlab` command. Thin: it parses arguments, calls the library, formats results.
+
+Every error caused by input is printed as one line, ``llmlab: error: ...``, with exit
+status 2; no traceback reaches the user.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from llmlab import __version__
+from llmlab.errors import LlmlabError
+from llmlab.fileio import decode_utf8
+
+# --- formatting helpers ---------------------------------------------------------------
+_COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;223m", "\x1b[48;5;194m", "\x1b[48;5;225m", "\x1b[48;5;230m"]
+_RESET = "\x1b[0m"
+_VISIBLE = str.maketrans({" ": "·", "\n": "↵", "\t": "→", "\r": "␍"})
+
+
+def _use_colour(stream) -> bool:
+    return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def _visible(piece: str) -> str:
+    """A piece with its whitespace and control characters made visible."""
+    piece = piece.translate(_VISIBLE)
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}" for c in piece)
+
+
+def _join_pieces(pieces: list[str], colour: bool) -> str:
+    shown = [_visible(p) for p in pieces]
+    if colour:
+        return "".join(f"\x1b[30m{_COLOURS[i % len(_COLOURS)]}{p}{_RESET}" for i, p in enumerate(shown))
+    return "|" + "|".join(shown) + "|"
+
+
+def _read_input(args) -> str:
+    if args.text is not None and args.file is not None:
+        raise LlmlabError("give either TEXT or -f FILE, not both")
+    if args.file is not None:
+        if args.file == "-":
+            data, source = sys.stdin.buffer.read(), "<stdin>"
+        else:
+            path = Path(args.file)
+            if not path.is_file():
+                raise LlmlabError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+            data, source = path.read_bytes(), str(path)
+        text = decode_utf8(data, source)
+    elif args.text is not None:
+        text = args.text
+    elif not sys.stdin.isatty():
+        text = decode_utf8(sys.stdin.buffer.read(), "<stdin>")
+    else:
+        raise LlmlabError("nothing to tokenize: give TEXT, -f FILE, or pipe text on stdin")
+    if not text:
+        raise LlmlabError("empty input: nothing to tokenize")
+    return text
+
+
+# --- llmlab tokenize ----------------------------------------------------------------------
+def _tokenize_one(tok, text: str) -> dict:
+    ids = tok.encode(text)
+    from llmlab.tokenize.simple import SplitTokenizer
+
+    if isinstance(tok, SplitTokenizer):
+        tokens = tok.tokenize(text)
+        display = tokens
+        unknown = sum(i == tok.unk_id for i in ids) if tok.vocab is not None else 0
+    else:
+        tokens = [tok.id_to_token(i) for i in ids]
+        display = [tok.display_token(i) for i in ids]
+        unknown = sum(t == getattr(tok, "unk_token", None) for t in tokens)
+    return {"tokenizer": tok.name, "kind": tok.kind, "ids": ids, "tokens": tokens,
+            "display": display, "unknown": unknown}
+
+
+def cmd_tokenize(args) -> int:
+    from llmlab.tokenize import NAMES, load_tokenizer
+
+    text = _read_input(args)
+    colour = _use_colour(sys.stdout)
+    if args.compare:
+        names = list(NAMES) + [t for t in (args.tokenizer or []) if t not in NAMES]
+        rows = [_tokenize_one(load_tokenizer(n), text) for n in names]
+        if args.format == "json":
+            doc = {"text": text, "tokenizers": [
+                {k: r[k] for k in ("tokenizer", "kind", "ids", "tokens", "unknown")} | {"count": len(r["ids"])}
+                for r in rows]}
+            print(json.dumps(doc, ensure_ascii=False))
+            return 0
+        width = max(len(r["tokenizer"]) for r in rows)
+        print(f"{'tokenizer':<{width}}  {'kind':<10} {'tokens':>6} {'unk':>4}  pieces")
+        for r in rows:
+            print(f"{r['tokenizer']:<{width}}  {r['kind']:<10} {len(r['ids']):>6} {r['unknown']:>4}  "
+                  f"{_join_pieces(r['display'], colour)}")
+        return 0
+    tok = load_tokenizer((args.tokenizer or ["smollm2"])[-1])
+    r = _tokenize_one(tok, text)
+    if args.format == "json":
+        print(json.dumps({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]}, ensure_ascii=False))
+        return 0
+    print(f"{r['tokenizer']} ({r['kind']}): {len(r['ids'])} tokens" + (f", {r['unknown']} unknown" if r["unknown"] else ""))
+    print(_join_pieces(r["display"], colour))
+    print("ids:", " ".join(map(str, r["ids"])))
+    return 0
+
+
+# --- llmlab tokenizer train / list ---------------------------------------------------
+def cmd_tokenizer_train(args) -> int:
+    from llmlab.tokenize.bpe_train import read_chunks, train_bpe
+
+    start = time.perf_counter()
+    size = sum(Path(f).stat().st_size for f in args.files if Path(f).is_file())
+    tok = train_bpe(
+        read_chunks(args.files, errors=args.errors), args.vocab_size,
+        special_tokens=args.special_token or ["<|endoftext|>"], min_frequency=args.min_frequency,
+        pretokenizer=args.pretokenizer, progress=not args.quiet, name=str(args.out),
+    )
+    path = tok.save(args.out)
+    seconds = time.perf_counter() - start
+    summary = {"path": str(path), "vocab_size": tok.vocab_size, "merges": len(tok.merges),
+               "train_bytes": size, "seconds": round(seconds, 3)}
+    if args.format == "json":
+        print(json.dumps(summary))
+    else:
+        short = f" (stopped early: no pair occurs {args.min_frequency}+ times)" if tok.vocab_size < args.vocab_size else ""
+        print(f"trained byte-level BPE: {tok.vocab_size} tokens, {len(tok.merges)} merges{short}, "
+              f"{size / 1e6:.2f} MB in {seconds:.2f} s")
+        print(f"saved {path}; use it with: llmlab tokenize --tokenizer {args.out} TEXT")
+    return 0
+
+
+def cmd_tokenizer_list(args) -> int:
+    from llmlab.tokenize import NAMES
+
+    if args.format == "json":
+        print(json.dumps(NAMES))
+    else:
+        for name, what in NAMES.items():
+            print(f"{name:<11} {what}")
+    return 0
+
+
+# --- argument parsing ---------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
+    p.add_argument("--version", action="version", version=f"llmlab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = sub.add_parser("tokenize", help="split text into tokens and ids",
+                       description="Show the tokens and ids of a text. TEXT, -f FILE, or text piped on stdin.")
+    t.add_argument("text", nargs="?", metavar="TEXT", help="the text to tokenize")
+    t.add_argument("-f", "--file", help="read the text from FILE (exactly, byte for byte; '-' for stdin)")
+    t.add_argument("--tokenizer", "-t", action="append", metavar="NAME|PATH",
+                   help="smollm2 (default), minilm, whitespace, word, char, or a path "
+                        "(.gguf, tokenizer.json, vocab.txt, or a folder we saved); with --compare, adds to the list")
+    t.add_argument("--compare", action="store_true", help="every named tokenizer side by side with its token count")
+    t.add_argument("--format", choices=["text", "json"], default="text")
+    t.set_defaults(func=cmd_tokenize)
+
+    tk = sub.add_parser("tokenizer", help="train or list tokenizers")
+    tsub = tk.add_subparsers(dest="action", metavar="ACTION")
+    tsub.required = True
+    tr = tsub.add_parser("train", help="train a byte-level BPE tokenizer on text files",
+                         description="Train byte-level BPE (GPT-2 pre-tokenization) and save DIR/tokenizer.json.")
+    tr.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
+    tr.add_argument("--vocab-size", type=int, required=True, help="target vocabulary size, special tokens included")
+    tr.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write tokenizer.json into")
+    tr.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default 2)")
+    tr.add_argument("--special-token", action="append", metavar="TOKEN",
+                    help="reserve a special token (repeatable; default <|endoftext|>)")
+    tr.add_argument("--pretokenizer", choices=["gpt2", "smollm"], default="gpt2",
+                    help="gpt2 (default) or smollm (every digit its own piece)")
+    tr.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                    help="invalid UTF-8 in the files: stop with an error (default) or replace with U+FFFD")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--format", choices=["text", "json"], default="text")
+    tr.set_defaults(func=cmd_tokenizer_train)
+    ls = tsub.add_parser("list", help="the named tokenizers")
+    ls.add_argument("--format", choices=["text", "json"], default="text")
+    ls.set_defaults(func=cmd_tokenizer_list)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LlmlabError as e:
+        print(f"llmlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("llmlab: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `llmlab tokenize ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The `llmlab` command: tokenize, compare, train, and one-line errors for bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.packages import smollm2_gguf
+from llmlab.tokenize import load_tokenizer
+from tests.conftest import TEST_DATA
+
+MANDARIN = "我喜欢自然语言处理"
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compare_mandarin_shows_the_primers_point(capsys):
+    code, out, _ = run(capsys, "tokenize", "--compare", "--format", "json", MANDARIN)
+    assert code == 0
+    counts = {t["tokenizer"]: t["count"] for t in json.loads(out)["tokenizers"]}
+    assert counts["whitespace"] == 1 and counts["word"] == 1  # the whole sentence is one token
+    assert counts["char"] == 9
+    assert counts["smollm2"] > 1
+    assert counts["minilm"] == 9 + 2  # one token per character, plus [CLS] and [SEP]
+    code, out, _ = run(capsys, "tokenize", "--compare", MANDARIN)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["tokenizer", "kind", "tokens"]
+    assert any(line.split()[:3] == ["whitespace", "whitespace", "1"] for line in lines)
+
+
+def test_json_ids_are_encode_of_the_file_byte_for_byte(capsys, tmp_path):
+    text = "  First line,\r\nsecond\tline with 12 digits<|im_end|>\n\n"
+    path = tmp_path / "in.txt"
+    path.write_bytes(text.encode("utf-8"))
+    for name in ("smollm2", "minilm"):
+        code, out, _ = run(capsys, "tokenize", "--tokenizer", name, "--format", "json", "-f", str(path))
+        doc = json.loads(out)
+        tok = load_tokenizer(name)
+        assert code == 0 and doc["tokenizer"] == name
+        assert doc["ids"] == tok.encode(text) and doc["tokens"] == [tok.id_to_token(i) for i in doc["ids"]]
+    assert doc["ids"][0] == 101 and doc["ids"][-1] == 102  # WordPiece: [CLS] ... [SEP]
+    code, out, _ = run(capsys, "tokenize", "--format", "json", "-f", str(path))
+    assert json.loads(out)["ids"][0] != 1  # SmolLM2 adds no BOS
+
+
+def test_text_output_shows_pieces_and_ids(capsys):
+    code, out, _ = run(capsys, "tokenize", "Hello  world")
+    assert code == 0
+    assert out.splitlines()[0] == "smollm2 (bpe): 3 tokens"  # "Hello", " ", " world"
+    assert "|Hello|·|·world|" in out and out.splitlines()[-1].startswith("ids: ")
+
+
+def test_train_then_load_by_path(capsys, tmp_path):
+    code, out, _ = run(capsys, "tokenizer", "train", "--vocab-size", "400", "--out", str(tmp_path / "tok"),
+                       "--quiet", "--format", "json", str(TEST_DATA / "sample_en.txt"))
+    assert code == 0 and json.loads(out)["vocab_size"] == 400
+    code, out, _ = run(capsys, "tokenize", "--tokenizer", str(tmp_path / "tok"), "--format", "json", "First Citizen")
+    assert code == 0 and len(json.loads(out)["ids"]) < len("First Citizen")
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    files = {
+        "latin1": b"caf\xe9 au lait\n",
+        "binary": b"\x7fELF\x00\x01\x02\x00" * 8,
+        "empty": b"",
+        "bad.json": b"{ nope",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    cut = tmp_path / "cut.gguf"
+    with open(smollm2_gguf(), "rb") as f:
+        cut.write_bytes(f.read(100_000))
+    return tmp_path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["tokenize", "-f", "{d}/latin1"], "not valid UTF-8 (byte 0xe9 at offset 3)"),
+    (["tokenize", "-f", "{d}/binary"], "binary file"),
+    (["tokenize", "-f", "{d}/empty"], "empty input"),
+    (["tokenize", ""], "empty input"),
+    (["tokenize", "-f", "{d}/missing.txt"], "no such file"),
+    (["tokenize", "--tokenizer", "nope", "hi"], "unknown tokenizer 'nope'"),
+    (["tokenize", "--tokenizer", "{d}/bad.json", "hi"], "not valid JSON"),
+    (["tokenize", "--tokenizer", "{d}/cut.gguf", "hi"], "GGUF"),
+    (["tokenizer", "train", "--vocab-size", "300", "--out", "{d}/o", "{d}/latin1"], "not valid UTF-8"),
+    (["tokenizer", "train", "--vocab-size", "300", "--out", "{d}/o", "{d}/empty"], "empty"),
+    (["tokenizer", "train", "--vocab-size", "10", "--out", "{d}/o", "{d}/latin1", "--errors", "replace"], "below"),
+], ids=["latin1", "binary", "empty file", "empty text", "missing", "unknown name", "bad json", "cut gguf",
+        "train latin1", "train empty", "train tiny vocab"])
+def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, args, message):
+    code, out, err = run(capsys, *[a.format(d=bad_files) for a in args])
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("llmlab: error: ") and message in err
+
+
+def test_console_script_end_to_end(tmp_path):
+    exe = shutil.which("llmlab", path=str(Path(sys.executable).parent))
+    assert exe, "the llmlab console script is installed next to the interpreter"
+    ok = subprocess.run([exe, "tokenize", "--format", "json", "hello"], capture_output=True, text=True)
+    assert ok.returncode == 0 and json.loads(ok.stdout)["ids"] == load_tokenizer("smollm2").encode("hello")
+    (tmp_path / "x").write_bytes(b"\xff\xfe")
+    bad = subprocess.run([exe, "tokenize", "-f", str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1

@@ -1,0 +1,50 @@
+"""Names and paths resolve through `load_tokenizer`; bad ones give one clear error."""
+
+import shutil
+
+import pytest
+
+from llmlab.errors import TokenizerError
+from llmlab.packages import minilm_dir, smollm2_gguf
+from llmlab.tokenize import NAMES, BPETokenizer, WordPieceTokenizer, load_tokenizer
+
+
+@pytest.mark.parametrize("name", list(NAMES))
+def test_every_name_loads_and_round_trips_ascii(name):
+    tok = load_tokenizer(name)
+    assert tok.name == name and tok.vocab_size > 0
+    assert len(tok.encode("hello world")) >= 2
+
+
+def test_paths_resolve_by_kind(tmp_path):
+    assert isinstance(load_tokenizer(smollm2_gguf()), BPETokenizer)
+    assert isinstance(load_tokenizer(minilm_dir() / "vocab.txt"), WordPieceTokenizer)
+    assert isinstance(load_tokenizer(minilm_dir() / "tokenizer.json"), WordPieceTokenizer)
+    assert isinstance(load_tokenizer(minilm_dir()), WordPieceTokenizer)  # folder with tokenizer.json
+    (tmp_path / "model").mkdir()
+    shutil.copy(smollm2_gguf(), tmp_path / "model" / "m.gguf")
+    assert isinstance(load_tokenizer(tmp_path / "model"), BPETokenizer)  # folder with one .gguf
+
+
+@pytest.mark.parametrize("content, message", [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "expected a JSON object"),
+    ('{"model": {"type": "Unigram"}}', "unsupported tokenizer model 'Unigram'"),
+    ('{"model": {"type": "BPE"}}', "malformed tokenizer.json"),
+    ("", "file is empty"),
+])
+def test_corrupt_tokenizer_json(tmp_path, content, message):
+    path = tmp_path / "tokenizer.json"
+    path.write_text(content)
+    with pytest.raises(TokenizerError, match=message):
+        load_tokenizer(path)
+
+
+def test_unknown_names_and_paths(tmp_path):
+    with pytest.raises(TokenizerError, match="unknown tokenizer 'gpt5'"):
+        load_tokenizer("gpt5")
+    with pytest.raises(TokenizerError, match="no tokenizer.json"):
+        load_tokenizer(tmp_path)
+    (tmp_path / "weights.bin").write_bytes(b"\0\1")
+    with pytest.raises(TokenizerError, match="not a tokenizer file"):
+        load_tokenizer(tmp_path / "weights.bin")
