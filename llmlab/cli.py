@@ -103,7 +103,8 @@ def cmd_tokenize(args) -> int:
     if args.format == "json":
         print(json.dumps({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]}, ensure_ascii=False))
         return 0
-    print(f"{r['tokenizer']} ({r['kind']}): {len(r['ids'])} tokens" + (f", {r['unknown']} unknown" if r["unknown"] else ""))
+    unknown = f", {r['unknown']} unknown" if r["unknown"] else ""
+    print(f"{r['tokenizer']} ({r['kind']}): {len(r['ids'])} tokens{unknown}")
     print(_join_pieces(r["display"], colour))
     print("ids:", " ".join(map(str, r["ids"])))
     return 0
@@ -127,7 +128,9 @@ def cmd_tokenizer_train(args) -> int:
     if args.format == "json":
         print(json.dumps(summary))
     else:
-        short = f" (stopped early: no pair occurs {args.min_frequency}+ times)" if tok.vocab_size < args.vocab_size else ""
+        short = ""
+        if tok.vocab_size < args.vocab_size:
+            short = f" (stopped early: no pair occurs {args.min_frequency}+ times)"
         print(f"trained byte-level BPE: {tok.vocab_size} tokens, {len(tok.merges)} merges{short}, "
               f"{size / 1e6:.2f} MB in {seconds:.2f} s")
         print(f"saved {path}; use it with: llmlab tokenize --tokenizer {args.out} TEXT")

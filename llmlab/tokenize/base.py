@@ -90,6 +90,23 @@ class Tokenizer(ABC):
         return f"{type(self).__name__}(name={self.name!r}, vocab_size={self.vocab_size})"
 
 
+class PieceCache(dict):
+    """piece -> ids, filled on demand: a miss runs ``compute(piece)`` and keeps the result.
+
+    Encoders look pieces up with ``map(cache.__getitem__, pieces)``, so a text whose pieces
+    were seen before costs one C-level dict lookup per piece."""
+
+    def __init__(self, compute, limit: int = 500_000):
+        super().__init__()
+        self._compute, self.limit = compute, limit
+
+    def __missing__(self, piece: str) -> list[int]:
+        if len(self) >= self.limit:  # bound memory on endless streams of new pieces
+            self.clear()
+        ids = self[piece] = self._compute(piece)
+        return ids
+
+
 def special_pattern(special_tokens: dict[str, int]) -> "regex.Pattern | None":
     """One alternation of the special tokens, longest first, so that the longest match wins."""
     if not special_tokens:

@@ -27,7 +27,7 @@ import regex
 
 from llmlab.errors import TokenizerError
 from llmlab.fileio import atomic_write_text
-from llmlab.tokenize.base import Tokenizer
+from llmlab.tokenize.base import PieceCache, Tokenizer
 
 # Unicode White_Space, spelled out: Python's \s also matches \x1c-\x1f, the Rust regex
 # engines behind the reference tokenizers do not.
@@ -73,24 +73,11 @@ BYTE_TO_CHAR = bytes_to_unicode()
 CHAR_TO_BYTE = {c: b for b, c in enumerate(BYTE_TO_CHAR)}
 # str.translate table turning byte-level text back into one code point per byte (latin-1)
 _TO_LATIN1 = {ord(c): b for c, b in CHAR_TO_BYTE.items()}
-_CACHE_LIMIT = 500_000
 
 
 def _pair_key(a: int, b: int) -> int:
     """One int per symbol pair: cheaper to hash than a tuple."""
     return (a << 32) | b
-
-
-class _PieceCache(dict):
-    """piece -> ids; a miss runs the BPE merge and remembers the result."""
-
-    def __init__(self, bpe):
-        super().__init__()
-        self._bpe = bpe
-
-    def __missing__(self, piece: str) -> list[int]:
-        ids = self[piece] = self._bpe(piece)
-        return ids
 
 
 class BPETokenizer(Tokenizer):
@@ -133,7 +120,7 @@ class BPETokenizer(Tokenizer):
             self._merge.setdefault(_pair_key(ia, ib), (rank, iab))
         self.bos_token, self.eos_token, self.add_bos = bos_token, eos_token, add_bos
         self._special_ids = set(self.special_tokens.values())
-        self._cache = _PieceCache(self._bpe_piece)
+        self._cache = PieceCache(self._bpe_piece)
 
     # --- the interface ----------------------------------------------------------
     @property
@@ -167,8 +154,6 @@ class BPETokenizer(Tokenizer):
         return self._pattern.findall(text)
 
     def _encode_ordinary(self, text: str) -> list[int]:
-        if len(self._cache) > _CACHE_LIMIT:
-            self._cache.clear()
         return list(chain.from_iterable(map(self._cache.__getitem__, self._pattern.findall(text))))
 
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
@@ -291,7 +276,9 @@ class BPETokenizer(Tokenizer):
         """Build from a parsed HF ``tokenizer.json`` with a byte-level BPE model."""
         model = data["model"]
         if model.get("continuing_subword_prefix") or model.get("end_of_word_suffix") or model.get("byte_fallback"):
-            raise TokenizerError("only byte-level BPE tokenizer.json files are supported (no prefixes, suffixes or byte fallback)")
+            raise TokenizerError(
+                "only byte-level BPE tokenizer.json files are supported (no prefixes, suffixes or byte fallback)"
+            )
         size = 1 + max([*model["vocab"].values(), *(t["id"] for t in data.get("added_tokens") or [])])
         vocab: list = [None] * size
         for tok, i in model["vocab"].items():

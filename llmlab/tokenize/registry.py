@@ -7,7 +7,7 @@ file saved by one of our tokenizers, or a folder holding one of those.
 """
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from llmlab import packages
@@ -41,7 +41,7 @@ def load_tokenizer(name_or_path: str | Path) -> Tokenizer:
     return _from_path(path.resolve())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _named(name: str) -> Tokenizer:
     try:
         if name == "smollm2":
