@@ -141,7 +141,8 @@ def _apply_merge(a, b, new, word_ids, words, freqs, pair_count, where) -> set[tu
                 del pair_count[pair]
         for pair in zip(out, out[1:]):
             pair_count[pair] += f
-            where[pair].add(wi)
-            grown.add(pair)
+            if new in pair:  # only pairs with the new symbol are new to this piece, or grow
+                where[pair].add(wi)
+                grown.add(pair)
         words[wi] = out
     return grown
