@@ -21,7 +21,9 @@ _RESET = "\x1b[0m"
 _VISIBLE = str.maketrans({" ": "·", "\n": "↵", "\t": "→", "\r": "␍"})
 
 
-def _use_colour(stream) -> bool:
+def _use_colour(choice: str, stream) -> bool:
+    if choice != "auto":
+        return choice == "always"
     return stream.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
 
 
@@ -62,12 +64,12 @@ def _read_input(args) -> str:
 
 
 # --- llmlab tokenize ----------------------------------------------------------------------
-def _tokenize_one(tok, text: str) -> dict:
-    ids = tok.encode(text)
+def _tokenize_one(tok, text: str, special: bool = True) -> dict:
+    ids = tok.encode(text, special=special)
     from llmlab.tokenize.simple import SplitTokenizer
 
     if isinstance(tok, SplitTokenizer):
-        tokens = tok.tokenize(text)
+        tokens = tok.tokenize(text, special=special)
         display = tokens
         unknown = sum(i == tok.unk_id for i in ids) if tok.vocab is not None else 0
     else:
@@ -82,10 +84,11 @@ def cmd_tokenize(args) -> int:
     from llmlab.tokenize import NAMES, load_tokenizer
 
     text = _read_input(args)
-    colour = _use_colour(sys.stdout)
+    colour = _use_colour(args.color, sys.stdout)
+    special = not args.no_special
     if args.compare:
         names = list(NAMES) + [t for t in (args.tokenizer or []) if t not in NAMES]
-        rows = [_tokenize_one(load_tokenizer(n), text) for n in names]
+        rows = [_tokenize_one(load_tokenizer(n), text, special) for n in names]
         if args.format == "json":
             doc = {"text": text, "tokenizers": [
                 {k: r[k] for k in ("tokenizer", "kind", "ids", "tokens", "unknown")} | {"count": len(r["ids"])}
@@ -99,7 +102,7 @@ def cmd_tokenize(args) -> int:
                   f"{_join_pieces(r['display'], colour)}")
         return 0
     tok = load_tokenizer((args.tokenizer or ["smollm2"])[-1])
-    r = _tokenize_one(tok, text)
+    r = _tokenize_one(tok, text, special)
     if args.format == "json":
         print(json.dumps({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]}, ensure_ascii=False))
         return 0
@@ -164,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(.gguf, tokenizer.json, vocab.txt, or a folder we saved); with --compare, adds to the list")
     t.add_argument("--compare", action="store_true", help="every named tokenizer side by side with its token count")
     t.add_argument("--format", choices=["text", "json"], default="text")
+    t.add_argument("--no-special", action="store_true",
+                   help="treat special-token strings such as <|im_end|> or [SEP] as plain text")
+    t.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="colour the token boundaries (auto: on a terminal, unless NO_COLOR is set)")
     t.set_defaults(func=cmd_tokenize)
 
     tk = sub.add_parser("tokenizer", help="train or list tokenizers")

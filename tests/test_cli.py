@@ -58,6 +58,16 @@ def test_text_output_shows_pieces_and_ids(capsys):
     assert "|Hello|·|·world|" in out and out.splitlines()[-1].startswith("ids: ")
 
 
+def test_colour_and_plain_special_tokens(capsys):
+    code, out, _ = run(capsys, "tokenize", "--color", "always", "a b")
+    assert code == 0 and "\x1b[" in out and "|" not in out.splitlines()[1]
+    code, out, _ = run(capsys, "tokenize", "--format", "json", "--no-special", "<|im_end|>")
+    ids = json.loads(out)["ids"]
+    assert code == 0 and len(ids) > 1 and 2 not in ids
+    code, out, _ = run(capsys, "tokenize", "--format", "json", "<|im_end|>")
+    assert json.loads(out)["ids"] == [2]
+
+
 def test_train_then_load_by_path(capsys, tmp_path):
     code, out, _ = run(capsys, "tokenizer", "train", "--vocab-size", "400", "--out", str(tmp_path / "tok"),
                        "--quiet", "--format", "json", str(TEST_DATA / "sample_en.txt"))
