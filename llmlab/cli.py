@@ -40,7 +40,7 @@ def _join_pieces(pieces: list[str], colour: bool) -> str:
     return "|" + "|".join(shown) + "|"
 
 
-def _read_input(args) -> str:
+def _read_input(args, what: str = "text") -> str:
     if args.text is not None and args.file is not None:
         raise LlmlabError("give either TEXT or -f FILE, not both")
     if args.file is not None:
@@ -57,9 +57,9 @@ def _read_input(args) -> str:
     elif not sys.stdin.isatty():
         text = decode_utf8(sys.stdin.buffer.read(), "<stdin>")
     else:
-        raise LlmlabError("nothing to tokenize: give TEXT, -f FILE, or pipe text on stdin")
+        raise LlmlabError(f"no {what}: give it as an argument, with -f FILE, or on stdin")
     if not text:
-        raise LlmlabError("empty input: nothing to tokenize")
+        raise LlmlabError(f"empty input: no {what}")
     return text
 
 
@@ -151,6 +151,127 @@ def cmd_tokenizer_list(args) -> int:
     return 0
 
 
+# --- llmlab complete / chat ---------------------------------------------------------------
+def _generation_config(args):
+    from llmlab.generate import GenerationConfig
+
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed, stop=args.stop or [])
+
+
+def cmd_complete(args) -> int:
+    from llmlab.generate import stream
+    from llmlab.weights.registry import load_decoder
+
+    prompt = _read_input(args, what="prompt")
+    config = _generation_config(args)
+    bundle = load_decoder(args.model)
+    s = stream(bundle.model, bundle.tokenizer, prompt, config)
+    if args.format == "json":
+        for _ in s:
+            pass
+        c = s.completion
+        print(json.dumps({"model": bundle.tokenizer.name, "prompt_tokens": c.prompt_tokens, "ids": c.ids,
+                          "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False))
+        return 0
+    for piece in s:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    c = s.completion
+    sys.stdout.write("\n")
+    print(f"[{c.prompt_tokens} prompt tokens, {len(c.ids)} new, {c.tokens_per_second:.1f} tok/s, "
+          f"finish: {c.finish_reason}]", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args) -> int:
+    from llmlab.generate import ChatSession, ChatTemplate
+    from llmlab.weights.registry import load_decoder
+
+    bundle = load_decoder(args.model)
+    if not bundle.chat_template:
+        raise LlmlabError(f"{args.model}: the model file has no chat template (tokenizer.chat_template)")
+    tok = bundle.tokenizer
+    template = ChatTemplate(bundle.chat_template, tok.bos_token or "", tok.eos_token or "")
+    session = ChatSession(bundle.model, tok, template, system=args.system, config=_generation_config(args))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"chatting with {args.model} ({bundle.model.num_parameters() / 1e6:.0f}M parameters, context "
+              f"{bundle.config.max_seq_len} tokens). /reset, /system TEXT, /exit", file=sys.stderr)
+    while True:
+        try:
+            line = input("you> " if interactive else "")
+        except EOFError:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            session.reset()
+            print("[conversation cleared]", file=sys.stderr)
+            continue
+        if line.startswith("/system"):
+            session.system = line[len("/system"):].strip() or None
+            print(f"[system prompt {'set' if session.system else 'cleared'}]", file=sys.stderr)
+            continue
+        turn = session.send(line)
+        if turn.dropped:
+            print(f"[context window: dropped the {turn.dropped} oldest turn(s) to fit "
+                  f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
+        if interactive:
+            sys.stdout.write("assistant> ")
+        for piece in turn:
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")
+        c = turn.completion
+        if interactive:
+            print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
+        sys.stdout.flush()
+    return 0
+
+
+# --- llmlab embed / similarity ------------------------------------------------------------
+def cmd_embed(args) -> int:
+    from llmlab.weights.registry import load_encoder
+
+    if args.texts and args.file:
+        raise LlmlabError("give either TEXT... or -f FILE, not both")
+    if args.texts:
+        lines = args.texts
+    else:
+        args.text = None
+        lines = _read_input(args, what="text to embed").splitlines()
+    encoder = load_encoder(args.model)
+    vectors = encoder.encode(lines, batch_size=args.batch_size)
+    out = sys.stdout
+    for v in vectors.tolist():
+        out.write(json.dumps([round(x, 7) for x in v]) + "\n")
+    return 0
+
+
+def cmd_similarity(args) -> int:
+    from llmlab.weights.registry import load_encoder
+
+    if len(args.texts) < 2:
+        raise LlmlabError("give at least two texts to compare")
+    encoder = load_encoder(args.model)
+    v = encoder.encode(args.texts)
+    v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    sim = (v @ v.T).tolist()
+    if args.format == "json":
+        print(json.dumps({"model": args.model, "texts": args.texts, "cosine": sim}, ensure_ascii=False))
+        return 0
+    labels = [t if len(t) <= 40 else t[:37] + "..." for t in args.texts]
+    width = max(len(lab) for lab in labels)
+    print(" " * (width + 2) + " ".join(f"{f'[{i + 1}]':>7}" for i in range(len(labels))))
+    for i, (lab, row) in enumerate(zip(labels, sim)):
+        print(f"{lab:<{width}}  " + " ".join(f"{x:7.3f}" for x in row) + f"   [{i + 1}]")
+    return 0
+
+
 # --- argument parsing ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
@@ -194,6 +315,46 @@ def build_parser() -> argparse.ArgumentParser:
     ls = tsub.add_parser("list", help="the named tokenizers")
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_tokenizer_list)
+
+    def generation_options(sp, max_new_tokens, temperature):
+        sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH",
+                        help="smollm2 (default) or a path to a Llama-family .gguf file")
+        sp.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
+        sp.add_argument("--temperature", type=float, default=temperature, metavar="T", help="0 = greedy")
+        sp.add_argument("--top-k", type=int, metavar="K", help="sample only from the K most likely tokens")
+        sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
+        sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
+        sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
+
+    c = sub.add_parser("complete", help="continue a prompt with a generative model",
+                       description="Continue PROMPT (or -f FILE, or stdin). Streams text; "
+                                   "--format json prints {model, prompt_tokens, ids, text}.")
+    c.add_argument("text", nargs="?", metavar="PROMPT")
+    c.add_argument("-f", "--file", help="read the prompt from FILE ('-' for stdin)")
+    generation_options(c, 128, 0.0)
+    c.add_argument("--format", choices=["text", "json"], default="text")
+    c.set_defaults(func=cmd_complete)
+
+    ch = sub.add_parser("chat", help="chat with a model (streaming; /reset, /system, /exit)",
+                        description="Interactive chat. When stdin is not a terminal, every line is one user "
+                                    "message and each answer is printed on its own line(s).")
+    ch.add_argument("--system", metavar="TEXT", help="system prompt")
+    generation_options(ch, 512, 0.2)
+    ch.set_defaults(func=cmd_chat, top_p=0.9)
+
+    e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")
+    e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or -f FILE, or stdin)")
+    e.add_argument("-f", "--file", help="one text per line ('-' for stdin)")
+    e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
+                   help="minilm (default) or a sentence-transformers / BERT folder")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.set_defaults(func=cmd_embed)
+
+    sm = sub.add_parser("similarity", help="cosine similarity matrix of texts")
+    sm.add_argument("texts", nargs="+", metavar="TEXT")
+    sm.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH")
+    sm.add_argument("--format", choices=["text", "json"], default="text")
+    sm.set_defaults(func=cmd_similarity)
     return p
 
 

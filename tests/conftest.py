@@ -1,6 +1,5 @@
 """Session-wide fixtures: real tokenizers loaded once, reference oracles, data locations."""
 
-import importlib.util
 import os
 import zipfile
 from pathlib import Path
@@ -87,5 +86,22 @@ def minilm():
     return load_tokenizer("minilm")
 
 
-def have(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+@pytest.fixture(scope="session")
+def smollm2_model():
+    """Our SmolLM2 decoder bundle (model, tokenizer, config, chat template), loaded once."""
+    from llmlab.weights.registry import load_decoder
+
+    return load_decoder("smollm2")
+
+
+@pytest.fixture(scope="session")
+def hf_smollm2():
+    """HF transformers' LlamaForCausalLM on the same GGUF file, dequantized to float32."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmlab.packages import smollm2_gguf
+
+    path = smollm2_gguf()
+    model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32)
+    return model.eval()

@@ -79,6 +79,10 @@ class Tokenizer(ABC):
         """The vocabulary pieces of ``text`` (one string per id of `encode`)."""
         return [self.id_to_token(i) for i in self.encode(text, special=special)]
 
+    def token_bytes(self, i: int) -> bytes:
+        """The bytes one id stands for, for streaming text token by token."""
+        return self.decode([i]).encode("utf-8")
+
     def display_token(self, i: int) -> str:
         """Readable text of one id, for showing pieces to a person."""
         return self.id_to_token(i)

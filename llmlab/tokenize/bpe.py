@@ -142,6 +142,12 @@ class BPETokenizer(Tokenizer):
             ids.insert(0, self.special_tokens.get(self.bos_token, self.token_to_id_map[self.bos_token]))
         return ids
 
+    def token_bytes(self, i: int) -> bytes:
+        token = self.id_to_token(i)
+        if i in self._special_ids:
+            return token.encode("utf-8")
+        return token.translate(_TO_LATIN1).encode("latin-1")
+
     def display_token(self, i: int) -> str:
         """The token's bytes as text; a partial UTF-8 character shows as \\xNN escapes."""
         token = self.id_to_token(i)

@@ -65,6 +65,25 @@ class _Reader:
         raise TokenizerError(f"{self.source}: unknown GGUF value type {vtype} at byte {self.pos}")
 
 
+def parse_metadata(buf, source: str) -> tuple[dict[str, Any], "_Reader"]:
+    """Key-value pairs of GGUF bytes ``buf``; the returned reader stands at the tensor infos."""
+    if len(buf) < 24:
+        raise TokenizerError(f"{source}: too small to be a GGUF file")
+    if bytes(buf[:4]) != b"GGUF":
+        raise TokenizerError(f"{source}: not a GGUF file (bad magic {bytes(buf[:4])!r})")
+    r = _Reader(buf, source)
+    r.pos = 4
+    version = r.take("<I")
+    if version not in (2, 3):
+        raise TokenizerError(f"{source}: unsupported GGUF version {version} (2 and 3 are supported)")
+    meta: dict[str, Any] = {"GGUF.version": version, "GGUF.tensor_count": r.take("<Q")}
+    n_kv = r.take("<Q")
+    for _ in range(n_kv):
+        key = r.string()
+        meta[key] = r.value(r.take("<I"))
+    return meta, r
+
+
 def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
     """All key-value pairs of a GGUF file, plus ``GGUF.version`` and ``GGUF.tensor_count``."""
     p = Path(path)
@@ -74,16 +93,4 @@ def read_gguf_metadata(path: str | Path) -> dict[str, Any]:
         if p.stat().st_size < 24:
             raise TokenizerError(f"{p}: too small to be a GGUF file")
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-            r = _Reader(buf, str(p))
-            if bytes(buf[:4]) != b"GGUF":
-                raise TokenizerError(f"{p}: not a GGUF file (bad magic {bytes(buf[:4])!r})")
-            r.pos = 4
-            version = r.take("<I")
-            if version not in (2, 3):
-                raise TokenizerError(f"{p}: unsupported GGUF version {version} (2 and 3 are supported)")
-            meta: dict[str, Any] = {"GGUF.version": version, "GGUF.tensor_count": r.take("<Q")}
-            n_kv = r.take("<Q")
-            for _ in range(n_kv):
-                key = r.string()
-                meta[key] = r.value(r.take("<I"))
-            return meta
+            return parse_metadata(buf, str(p))[0]

@@ -1,0 +1,105 @@
+"""Chat: the model's own template turns a list of messages into a prompt.
+
+Chat models are fine-tuned on conversations written in a fixed format; SmolLM2's is
+ChatML (``<|im_start|>user\\n...<|im_end|>``). The format ships inside the model file as
+a Jinja template (GGUF ``tokenizer.chat_template``); we render that template, in a
+sandbox, rather than hard-coding any format.
+
+Context-window policy: when the conversation plus the requested new tokens no longer fits
+the model's context, the oldest turns (after the system message) are dropped, and the
+caller is told how many (`ChatSession.dropped`), never silently.
+Tests: tests/generate/test_chat.py.
+"""
+
+from dataclasses import dataclass, field
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from llmlab.errors import LlmlabError
+from llmlab.generate.generate import ContextWindowError, GenerationConfig, Stream, check_context
+
+
+class ChatTemplate:
+    def __init__(self, source: str, bos_token: str = "", eos_token: str = ""):
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as HF renders them
+
+        def raise_exception(message):
+            raise TemplateError(message)
+
+        env.globals["raise_exception"] = raise_exception
+        try:
+            self.template = env.from_string(source)
+        except TemplateError as e:
+            raise LlmlabError(f"the model's chat template does not parse: {e}") from None
+        self.bos_token, self.eos_token = bos_token, eos_token
+
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        try:
+            return self.template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                        bos_token=self.bos_token, eos_token=self.eos_token)
+        except TemplateError as e:
+            raise LlmlabError(f"chat template: {e}") from None
+
+
+@dataclass
+class ChatSession:
+    """A conversation with a chat model; `send` streams the assistant's answer."""
+
+    model: object
+    tokenizer: object
+    template: ChatTemplate
+    system: str | None = None
+    config: GenerationConfig = field(default_factory=GenerationConfig)
+    messages: list[dict[str, str]] = field(default_factory=list)  # user/assistant turns, oldest first
+    dropped: int = 0  # turns dropped from the start to fit the context window (in total)
+
+    def reset(self) -> None:
+        self.messages.clear()
+        self.dropped = 0
+
+    def prompt_ids(self) -> tuple[list[int], int]:
+        """Ids of the rendered conversation, and how many old turns had to go to fit."""
+        context = self.model.config.max_seq_len
+        head = [{"role": "system", "content": self.system}] if self.system else []
+        turns, dropped = list(self.messages), 0
+        while True:
+            ids = self.tokenizer.encode(self.template.render(head + turns))
+            if len(ids) + self.config.max_new_tokens <= context or len(turns) <= 1:
+                break
+            turns = turns[2:] if len(turns) > 2 and turns[0]["role"] == "user" else turns[1:]
+            dropped = len(self.messages) - len(turns)
+        try:
+            check_context(len(ids), self.config.max_new_tokens, context)
+        except ContextWindowError as e:
+            raise ContextWindowError(f"even the last message alone is too long: {e}") from None
+        return ids, dropped
+
+    def send(self, text: str) -> "ChatTurn":
+        if not text.strip():
+            raise LlmlabError("empty message")
+        self.messages.append({"role": "user", "content": text})
+        try:
+            ids, dropped = self.prompt_ids()
+        except LlmlabError:
+            self.messages.pop()
+            raise
+        if dropped:
+            del self.messages[:dropped]
+            self.dropped += dropped
+        return ChatTurn(self, Stream(self.model, self.tokenizer, ids, self.config), dropped)
+
+
+class ChatTurn:
+    """One streamed answer; the answer joins the conversation when the stream ends."""
+
+    def __init__(self, session: ChatSession, stream: Stream, dropped: int):
+        self.session, self.stream, self.dropped = session, stream, dropped
+
+    def __iter__(self):
+        yield from self.stream
+        self.session.messages.append({"role": "assistant", "content": self.stream.completion.text})
+
+    @property
+    def completion(self):
+        return self.stream.completion

@@ -1,0 +1,149 @@
+"""Autoregressive generation with a KV cache, streamed as text.
+
+The prompt is run through the model once (prefill, filling the KV cache); then each step
+feeds only the newest token. Generation ends at the model's end-of-sequence token, at a
+stop string, or after ``max_new_tokens``. Text is streamed as it becomes valid UTF-8:
+byte-level tokens may end inside a character, so bytes are fed to an incremental decoder,
+and text that could be the start of a stop string is held back until it is decided.
+
+Context window: the prompt plus ``max_new_tokens`` must fit the model's context length,
+otherwise `ContextWindowError` says by how much (chat drops old turns instead, see chat.py).
+Tests: tests/generate/test_generate.py; greedy ids vs HF transformers in tests/weights/test_gguf.py.
+"""
+
+import codecs
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from llmlab.errors import LlmlabError
+from llmlab.generate.sampling import next_token
+
+
+class ContextWindowError(LlmlabError):
+    """The prompt and the requested new tokens do not fit the model's context window."""
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.0  # 0: greedy
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None  # same seed, same text
+    stop: list[str] = field(default_factory=list)  # generation ends before any of these strings
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise LlmlabError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise LlmlabError(f"temperature must be >= 0, not {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise LlmlabError(f"top_k must be at least 1, not {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise LlmlabError(f"top_p must be in (0, 1], not {self.top_p}")
+
+
+@dataclass
+class Completion:
+    prompt_tokens: int
+    ids: list[int]  # new tokens only; the end-of-sequence token is not included
+    text: str  # new text only, cut before a stop string
+    finish_reason: str  # "eos", "stop" or "length"
+    prefill_seconds: float
+    decode_seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return len(self.ids) / self.decode_seconds if self.decode_seconds > 0 else 0.0
+
+
+def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None:
+    if prompt_tokens + max_new_tokens > context:
+        raise ContextWindowError(
+            f"the prompt has {prompt_tokens} tokens; with {max_new_tokens} new tokens that is "
+            f"{prompt_tokens + max_new_tokens}, more than the model's context window of {context} "
+            f"(shorten the prompt or ask for fewer new tokens)"
+        )
+
+
+class Stream:
+    """Iterate for text pieces as they are generated; ``completion`` is set when done."""
+
+    def __init__(self, model, tokenizer, prompt_ids: list[int], config: GenerationConfig):
+        if not prompt_ids:
+            raise LlmlabError("empty prompt: give the model at least one token")
+        check_context(len(prompt_ids), config.max_new_tokens, model.config.max_seq_len)
+        self.model, self.tokenizer, self.prompt_ids, self.config = model, tokenizer, prompt_ids, config
+        eos = getattr(tokenizer, "eos_token", None)
+        self.eos_ids = {tokenizer.special_tokens[eos]} if eos in tokenizer.special_tokens else set()
+        self.completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        cfg, model = self.config, self.model
+        generator = torch.Generator().manual_seed(cfg.seed) if cfg.seed is not None else None
+        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        ids: list[int] = []
+        text, held = "", ""  # text emitted so far; text held back as a possible stop-string start
+        finish = "length"
+        start = time.perf_counter()
+        with torch.inference_mode():
+            cache = model.new_cache(1, len(self.prompt_ids) + cfg.max_new_tokens)
+            logits = model(torch.tensor([self.prompt_ids]), cache=cache, last_only=True)[:, -1]
+            prefill = time.perf_counter() - start
+            start = time.perf_counter()
+            for step in range(cfg.max_new_tokens):
+                token = next_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator)  # (1,)
+                t = int(token)
+                if t in self.eos_ids:
+                    finish = "eos"
+                    break
+                ids.append(t)
+                held += utf8.decode(self.tokenizer.token_bytes(t))
+                emit, held, stopped = _split_stop(held, cfg.stop)
+                text += emit
+                if emit:
+                    yield emit
+                if stopped:
+                    finish = "stop"
+                    break
+                if step + 1 < cfg.max_new_tokens:
+                    logits = model(token.view(1, 1), cache=cache)[:, -1]
+        if finish != "stop":
+            held += utf8.decode(b"", final=True)
+            if held:
+                text += held
+                yield held
+        self.completion = Completion(len(self.prompt_ids), ids, text, finish, prefill, time.perf_counter() - start)
+
+
+def _split_stop(held: str, stops: list[str]) -> tuple[str, str, bool]:
+    """(text safe to emit, text to keep holding, whether a stop string was found)."""
+    if not stops:
+        return held, "", False
+    hits = [held.find(s) for s in stops if s and s in held]
+    if hits:
+        return held[: min(hits)], "", True
+    keep = 0  # longest tail of `held` that is a proper prefix of some stop string
+    for s in stops:
+        for k in range(min(len(s) - 1, len(held)), keep, -1):
+            if held.endswith(s[:k]):
+                keep = k
+                break
+    return held[: len(held) - keep], held[len(held) - keep:], False
+
+
+def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None) -> Stream:
+    """A streaming generation; ``prompt`` is text (encoded with special tokens) or ids."""
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    return Stream(model, tokenizer, ids, config or GenerationConfig())
+
+
+def complete(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None) -> Completion:
+    """Generate to the end and return the whole completion."""
+    s = stream(model, tokenizer, prompt, config)
+    for _ in s:
+        pass
+    return s.completion

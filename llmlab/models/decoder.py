@@ -1,0 +1,158 @@
+"""Decoder-only transformer: the GPT-2 and Llama families from one config.
+
+A decoder reads token ids and predicts the next token at every position, seeing only the
+past (causal attention). The two families differ in their blocks, so each has its own
+short block class:
+
+- GPT-2 (Radford et al. 2019): learned absolute positions, LayerNorm, GELU MLP, biases,
+  tied input/output embeddings.
+- Llama (Touvron et al. 2023; SmolLM2 is one): rotary positions, RMSNorm, SwiGLU MLP,
+  grouped-query attention, no biases.
+
+Both are pre-norm: ``x = x + attn(norm(x)); x = x + mlp(norm(x))``. Parameter names follow
+the HF Llama checkpoints (``layers.0.self_attn.q_proj``...) and GPT-2's (``ln_1``, ``mlp.c_fc``)
+so weight loading is one flat rename table per format (llmlab.weights).
+
+Generation feeds the prompt once (prefill) and then one token at a time through a
+`KVCache`; batched prompts are left-padded and carry an attention mask.
+Tests: tests/models/test_decoder.py (tiny random configs vs HF transformers, cache vs
+no cache) and tests/weights/test_gguf.py (SmolLM2 logits and greedy ids vs HF).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from llmlab.nn.attention import Attention, KVCache
+from llmlab.nn.feedforward import GeluMLP, SwiGLU
+from llmlab.nn.norms import RMSNorm
+from llmlab.nn.positions import RotaryEmbedding
+
+
+@dataclass
+class DecoderConfig:
+    vocab_size: int
+    dim: int
+    n_layers: int
+    n_heads: int
+    family: str = "llama"  # "llama" or "gpt2"
+    n_kv_heads: int | None = None  # None: as many as query heads
+    head_dim: int | None = None  # None: dim // n_heads
+    ffn_dim: int | None = None  # None: 4 * dim (GPT-2)
+    max_seq_len: int = 2048  # the context window
+    norm_eps: float = 1e-5
+    rope_theta: float = 10000.0
+    tie_embeddings: bool = True
+
+    def __post_init__(self):
+        if self.family not in ("llama", "gpt2"):
+            raise ValueError(f"unknown decoder family {self.family!r} (llama or gpt2)")
+        self.n_kv_heads = self.n_kv_heads or self.n_heads
+        self.head_dim = self.head_dim or self.dim // self.n_heads
+        self.ffn_dim = self.ffn_dim or 4 * self.dim
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"{self.n_heads} query heads cannot share {self.n_kv_heads} kv heads evenly")
+
+
+class LlamaBlock(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.self_attn = Attention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, bias=False)
+        self.post_attention_layernorm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = SwiGLU(cfg.dim, cfg.ffn_dim)
+
+    def forward(self, x, rope, mask, cache, layer):
+        x = x + self.self_attn(self.input_layernorm(x), rope, mask, cache, layer)
+        x = x + self.mlp(self.post_attention_layernorm(x))
+        return x
+
+
+class GPT2Block(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attn = Attention(cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim, bias=True)
+        self.ln_2 = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.mlp = GeluMLP(cfg.dim, cfg.ffn_dim)
+
+    def forward(self, x, rope, mask, cache, layer):
+        x = x + self.attn(self.ln_1(x), rope, mask, cache, layer)
+        x = x + self.mlp(self.ln_2(x))
+        return x
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: DecoderConfig):
+        super().__init__()
+        self.config = cfg
+        llama = cfg.family == "llama"
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.embed_positions = None if llama else nn.Embedding(cfg.max_seq_len, cfg.dim)
+        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta) if llama else None
+        block = LlamaBlock if llama else GPT2Block
+        self.layers = nn.ModuleList(block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps) if llama else nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights count once
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        cfg = self.config
+        p = self.embed_tokens.weight
+        return KVCache(cfg.n_layers, batch, cfg.n_kv_heads, cfg.head_dim, max_len, p.dtype, p.device)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        positions: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits (B, T, vocab) for ids (B, T); (B, 1, vocab) with ``last_only``.
+
+        ``attention_mask`` (B, past + T), 1 for tokens and 0 for (left) padding, covers the
+        cached positions too. ``positions`` default to past + 0..T-1, or to the count of real
+        tokens before each position when a mask is given.
+        """
+        B, T = input_ids.shape
+        past = cache.length if cache is not None else 0
+        if positions is None:
+            if attention_mask is not None:
+                positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
+            else:
+                positions = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
+        if past + T > self.config.max_seq_len:
+            raise ValueError(f"{past + T} positions exceed the context window of {self.config.max_seq_len}")
+        mask = self._mask(attention_mask, T, past, input_ids.device)
+        x = self.embed_tokens(input_ids)  # (B, T, C)
+        if self.embed_positions is not None:
+            x = x + self.embed_positions(positions)
+        rope = self.rotary(positions) if self.rotary is not None else None
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, mask, cache, i)
+        if cache is not None:
+            cache.length += T
+        if last_only:
+            x = x[:, -1:]
+        return self.lm_head(self.norm(x))
+
+    @staticmethod
+    def _mask(attention_mask, T: int, past: int, device) -> torch.Tensor | None:
+        """Bool (B, 1, T, past+T): query i sees key j when j <= past+i and j is not padding.
+        None when plain causal attention (or, for one new token, no mask) is exact."""
+        if attention_mask is None and (past == 0 or T == 1):
+            return None
+        S = past + T
+        mask = torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=past)[None, None]  # (1, 1, T, S)
+        if attention_mask is not None:
+            mask = mask & attention_mask[:, None, None, :S].bool()  # (B, 1, T, S)
+            # a padding query would see nothing at all; let it see itself so no row is empty
+            own = torch.arange(past, S, device=device)[:, None] == torch.arange(S, device=device)[None, :]  # (T, S)
+            mask = mask | own[None, None]
+        return mask

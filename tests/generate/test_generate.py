@@ -1,0 +1,57 @@
+"""Generation on the real SmolLM2: streaming, stop strings, seeds, limits, context window."""
+
+import pytest
+
+from llmlab.errors import LlmlabError
+from llmlab.generate import GenerationConfig, complete, stream
+from llmlab.generate.generate import ContextWindowError, _split_stop
+
+
+def test_stream_pieces_join_to_the_completion(smollm2_model):
+    s = stream(smollm2_model.model, smollm2_model.tokenizer, "The capital of France is",
+               GenerationConfig(max_new_tokens=12))
+    pieces = list(s)
+    c = s.completion
+    assert "".join(pieces) == c.text and len(pieces) >= 2
+    assert c.text == smollm2_model.tokenizer.decode(c.ids)
+    assert c.finish_reason in ("length", "eos") and len(c.ids) <= 12 and "Paris" in c.text
+
+
+def test_greedy_is_deterministic_and_seeds_reproduce(smollm2_model):
+    m, tok = smollm2_model.model, smollm2_model.tokenizer
+    prompt = "Once upon a time"
+    assert complete(m, tok, prompt, GenerationConfig(max_new_tokens=8)).ids == \
+        complete(m, tok, prompt, GenerationConfig(max_new_tokens=8)).ids
+    sampled = [complete(m, tok, prompt, GenerationConfig(max_new_tokens=16, temperature=1.0, seed=s)).text
+               for s in (1, 1, 2)]
+    assert sampled[0] == sampled[1] and sampled[0] != sampled[2]
+
+
+def test_stop_strings_and_eos(smollm2_model):
+    m, tok = smollm2_model.model, smollm2_model.tokenizer
+    free = complete(m, tok, "Count: 1, 2, 3,", GenerationConfig(max_new_tokens=12))
+    assert " 5" in free.text
+    stopped = complete(m, tok, "Count: 1, 2, 3,", GenerationConfig(max_new_tokens=12, stop=[" 5"]))
+    assert stopped.finish_reason == "stop" and stopped.text == free.text[: free.text.index(" 5")]
+    chat = "<|im_start|>user\nSay hi.<|im_end|>\n<|im_start|>assistant\n"
+    done = complete(m, tok, chat, GenerationConfig(max_new_tokens=64))
+    assert done.finish_reason == "eos" and "<|im_end|>" not in done.text
+
+
+def test_split_stop_holds_back_possible_starts():
+    assert _split_stop("hello wor", ["world"]) == ("hello ", "wor", False)
+    assert _split_stop("hello world!", ["world"]) == ("hello ", "", True)
+    assert _split_stop("abc", []) == ("abc", "", False)
+    assert _split_stop("ab", ["xyz"]) == ("ab", "", False)
+
+
+def test_context_window_and_bad_arguments(smollm2_model):
+    m, tok = smollm2_model.model, smollm2_model.tokenizer
+    with pytest.raises(ContextWindowError, match="8190 tokens; with 10 new tokens that is 8200"):
+        stream(m, tok, [200] * 8190, GenerationConfig(max_new_tokens=10))
+    with pytest.raises(LlmlabError, match="empty prompt"):
+        stream(m, tok, "", GenerationConfig())
+    with pytest.raises(LlmlabError, match="top_p"):
+        GenerationConfig(top_p=1.5)
+    with pytest.raises(LlmlabError, match="max_new_tokens"):
+        GenerationConfig(max_new_tokens=0)
