@@ -165,7 +165,7 @@ def cmd_complete(args) -> int:
 
     prompt = _read_input(args, what="prompt")
     config = _generation_config(args)
-    bundle = load_decoder(args.model)
+    bundle = load_decoder(args.model, precision=args.precision)
     s = stream(bundle.model, bundle.tokenizer, prompt, config)
     if args.format == "json":
         for _ in s:
@@ -188,7 +188,7 @@ def cmd_chat(args) -> int:
     from llmlab.generate import ChatSession, ChatTemplate
     from llmlab.weights.registry import load_decoder
 
-    bundle = load_decoder(args.model)
+    bundle = load_decoder(args.model, precision=args.precision)
     if not bundle.chat_template:
         raise LlmlabError(f"{args.model}: the model file has no chat template (tokenizer.chat_template)")
     tok = bundle.tokenizer
@@ -325,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
         sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
+        sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
+                        help="fp32: exact weights (default); int8: weight-only int8, faster and smaller")
 
     c = sub.add_parser("complete", help="continue a prompt with a generative model",
                        description="Continue PROMPT (or -f FILE, or stdin). Streams text; "

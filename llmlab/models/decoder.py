@@ -28,6 +28,7 @@ from llmlab.nn.attention import Attention, KVCache
 from llmlab.nn.feedforward import GeluMLP, SwiGLU
 from llmlab.nn.norms import RMSNorm
 from llmlab.nn.positions import RotaryEmbedding
+from llmlab.nn.quantized import Int8Attention, Int8Embedding, Int8Linear, Int8SwiGLU
 
 
 @dataclass
@@ -83,6 +84,14 @@ class GPT2Block(nn.Module):
         return x
 
 
+def quantize_block_int8(block: nn.Module) -> None:
+    """Replace a Llama block's attention and MLP by their int8 versions, in place."""
+    if not isinstance(block, LlamaBlock):
+        raise ValueError("int8 weights are implemented for the Llama family only")
+    block.self_attn = Int8Attention(block.self_attn)
+    block.mlp = Int8SwiGLU(block.mlp)
+
+
 class Decoder(nn.Module):
     def __init__(self, cfg: DecoderConfig):
         super().__init__()
@@ -101,9 +110,22 @@ class Decoder(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights count once
 
+    def to_int8(self) -> "Decoder":
+        """Swap in int8 weight-only blocks and output head (llmlab.nn.quantized) for fast CPU
+        generation; a tied input embedding shares the head's int8 table."""
+        for block in self.layers:
+            quantize_block_int8(block)
+        self.quantize_head_int8()
+        return self
+
+    def quantize_head_int8(self) -> None:
+        self.lm_head = Int8Linear(self.lm_head.weight)
+        if self.config.tie_embeddings:
+            self.embed_tokens = Int8Embedding(self.lm_head)
+
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         cfg = self.config
-        p = self.embed_tokens.weight
+        p = self.norm.weight
         return KVCache(cfg.n_layers, batch, cfg.n_kv_heads, cfg.head_dim, max_len, p.dtype, p.device)
 
     def forward(

@@ -20,6 +20,7 @@ Spec: github.com/ggml-org/ggml/blob/master/docs/gguf.md. Tests: tests/weights/te
 (dequantization vs the ``gguf`` package, SmolLM2 logits and greedy ids vs HF transformers).
 """
 
+import ctypes
 import mmap
 import os
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.models.decoder import Decoder, DecoderConfig
+from llmlab.models.decoder import Decoder, DecoderConfig, quantize_block_int8
 from llmlab.tokenize.bpe import BPETokenizer
 from llmlab.tokenize.gguf import parse_metadata
 
@@ -41,6 +42,11 @@ KNOWN_UNSUPPORTED = {6: "Q5_0", 7: "Q5_1", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12
                      14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S",
                      20: "IQ4_NL", 21: "IQ3_S", 22: "IQ2_S", 23: "IQ4_XS", 24: "I8", 25: "I16", 26: "I32",
                      27: "I64", 28: "F64", 29: "IQ1_M"}
+
+try:
+    _LIBC = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc (macOS, musl): nothing to trim
+    _LIBC = None
 
 # GGUF tensor name -> our parameter name, Llama family ("{i}" is the layer)
 LLAMA_NAMES = {
@@ -204,39 +210,69 @@ class DecoderBundle:
     metadata: dict[str, Any]
 
 
-def load_gguf(path: str | Path, name: str | None = None) -> DecoderBundle:
-    """Decoder (float32, eval mode), tokenizer and chat template of a Llama-family GGUF file."""
+def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32") -> DecoderBundle:
+    """Decoder (eval mode), tokenizer and chat template of a Llama-family GGUF file.
+
+    ``precision="fp32"`` dequantizes every weight to float32 (the exact path);
+    ``"int8"`` re-quantizes each block as soon as it is loaded (llmlab.nn.quantized), so
+    the full float32 model never sits in memory.
+    """
+    if precision not in ("fp32", "int8"):
+        raise LlmlabError(f"precision must be fp32 or int8, not {precision!r}")
     gguf = GGUFFile(path)
     try:
         meta = dict(gguf.meta, _tensor_names=set(gguf.tensors))
         cfg = config_from_metadata(meta, str(gguf.path))
         tokenizer = BPETokenizer.from_gguf_metadata(gguf.meta, name=name or str(gguf.path))
-        with torch.device("meta"):
-            model = Decoder(cfg)
-        state = {}
+        names = {}  # our parameter name -> GGUF tensor name
         for gguf_name in gguf.tensors:
             ours = _our_name(gguf_name)
             if ours is None:
                 raise LlmlabError(f"{gguf.path}: unexpected tensor {gguf_name}")
-            w = gguf.dequantize(gguf_name)
-            if ours.endswith("q_proj.weight"):
-                w = unpermute_rope(w, cfg.n_heads)
-            elif ours.endswith("k_proj.weight"):
-                w = unpermute_rope(w, cfg.n_kv_heads)
-            state[ours] = w
-        if cfg.tie_embeddings:
-            state["lm_head.weight"] = state["embed_tokens.weight"]
-        missing = set(model.state_dict()) - set(state)
-        if missing:
-            raise LlmlabError(f"{gguf.path}: tensors missing for {sorted(missing)[:5]}")
-        model.load_state_dict(state, assign=True)
+            names[ours] = gguf_name
+        with torch.device("meta"):
+            model = Decoder(cfg)
+        expected = set(model.state_dict()) - ({"lm_head.weight"} if cfg.tie_embeddings else set())
+        if expected - set(names):
+            raise LlmlabError(f"{gguf.path}: tensors missing for {sorted(expected - set(names))[:5]}")
+
+        def load(module, prefix: str) -> None:
+            state = {}
+            for key in module.state_dict():
+                w = gguf.dequantize(names[prefix + key])
+                if key.endswith("q_proj.weight"):
+                    w = unpermute_rope(w, cfg.n_heads)
+                elif key.endswith("k_proj.weight"):
+                    w = unpermute_rope(w, cfg.n_kv_heads)
+                state[key] = w
+            module.load_state_dict(state, assign=True)
+
+        load(model.embed_tokens, "embed_tokens.")
         if cfg.tie_embeddings:
             model.lm_head.weight = model.embed_tokens.weight
+        else:
+            load(model.lm_head, "lm_head.")
+        if precision == "int8":
+            model.quantize_head_int8()
+        load(model.norm, "norm.")
+        for i, block in enumerate(model.layers):  # one block at a time keeps the peak low
+            load(block, f"layers.{i}.")
+            if precision == "int8":
+                quantize_block_int8(block)
+            release_freed_memory()
     except KeyError as e:
         raise LlmlabError(f"{gguf.path}: malformed GGUF metadata (missing {e})") from None
     except (ValueError, RuntimeError) as e:
         raise LlmlabError(f"{gguf.path}: cannot build the model ({e})") from None
     return DecoderBundle(model.eval(), tokenizer, cfg, gguf.meta.get("tokenizer.chat_template"), gguf.meta)
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by the loader back to the OS. glibc keeps freed blocks of a few MB in
+    its heap (its mmap threshold grows as large blocks are freed), which would otherwise count
+    in the process's resident size for as long as it runs. A no-op where glibc is absent."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _our_name(gguf_name: str) -> str | None:

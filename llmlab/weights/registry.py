@@ -16,16 +16,21 @@ DECODERS = {"smollm2": "SmolLM2-135M-Instruct (Llama architecture, 30 layers, 13
 ENCODERS = {"minilm": "all-MiniLM-L6-v2 (BERT encoder, 6 layers, 384-dim sentence embeddings)"}
 
 
-def load_decoder(name_or_path: str | Path = "smollm2"):
-    """A `DecoderBundle` (model, tokenizer, config, chat template) by name or path."""
+def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
+    """A `DecoderBundle` (model, tokenizer, config, chat template) by name or path.
+
+    ``precision``: "fp32" (exact) or "int8" (weight-only int8 blocks: faster, less memory)."""
     from llmlab.weights.gguf import load_gguf
 
     key = str(name_or_path)
     if key in DECODERS:
-        return load_gguf(packages.smollm2_gguf(), name=key)
+        return load_gguf(packages.smollm2_gguf(), name=key, precision=precision)
     path = _existing(key, DECODERS)
     if path.is_dir() and (path / "config.json").is_file():
-        return _hf_decoder(path)
+        bundle = _hf_decoder(path)
+        if precision == "int8":
+            bundle.model.to_int8()
+        return bundle
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
         if len(ggufs) != 1:
@@ -33,7 +38,7 @@ def load_decoder(name_or_path: str | Path = "smollm2"):
         path = ggufs[0]
     if path.suffix != ".gguf":
         raise LlmlabError(f"{path}: not a generative model file (expected a .gguf file)")
-    return load_gguf(path, name=str(path))
+    return load_gguf(path, name=str(path), precision=precision)
 
 
 def load_encoder(name_or_path: str | Path = "minilm"):

@@ -111,3 +111,20 @@ def test_unsupported_architecture(tmp_path):
     w.close()
     with pytest.raises(LlmlabError, match="architecture 'gpt2' is not supported"):
         load_gguf(path)
+
+
+def test_int8_path_agrees_with_float32(smollm2_model):
+    from llmlab.weights.registry import load_decoder
+
+    int8 = load_decoder("smollm2", precision="int8")
+    tok = smollm2_model.tokenizer
+    agree = total = 0
+    with torch.inference_mode():
+        for prompt in ("The capital of France is", "def add(a, b):\n    return", "我喜欢"):
+            ids = torch.tensor([tok.encode(prompt)])
+            a, b = smollm2_model.model(ids), int8.model(ids)
+            agree += (a.argmax(-1) == b.argmax(-1)).sum().item()
+            total += ids.shape[1]
+            assert torch.nn.functional.cosine_similarity(a[0, -1], b[0, -1], dim=0) > 0.99
+    assert agree / total > 0.9
+    assert "Paris" in complete(int8.model, tok, "The capital of France is", GenerationConfig(max_new_tokens=4)).text
