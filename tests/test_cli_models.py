@@ -1,0 +1,74 @@
+"""The model commands: complete, chat, embed, similarity, and their one-line errors."""
+
+import io
+import json
+
+import pytest
+
+from llmlab.cli import main
+from llmlab.generate import GenerationConfig, complete
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_complete_json_is_greedy_and_exact(capsys, smollm2_model):
+    code, out, _ = run(capsys, "complete", "--temperature", "0", "--max-new-tokens", "8", "--format", "json",
+                       "The capital of France is")
+    doc = json.loads(out)
+    expected = complete(smollm2_model.model, smollm2_model.tokenizer, "The capital of France is",
+                        GenerationConfig(max_new_tokens=8))
+    assert code == 0 and doc["model"] == "smollm2" and doc["ids"] == expected.ids and doc["text"] == expected.text
+    assert doc["prompt_tokens"] == len(smollm2_model.tokenizer.encode("The capital of France is"))
+
+
+def test_complete_streams_text(capsys):
+    code, out, err = run(capsys, "complete", "--max-new-tokens", "6", "--precision", "int8", "Two plus two is")
+    assert code == 0 and out.strip() and "tok/s" in err
+
+
+def test_chat_reads_one_message_per_line(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n/reset\nSay hello.\n"))
+    code, out, _ = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "40",
+                       "--system", "Answer in one short sentence.")
+    assert code == 0 and "Paris" in out and len([line for line in out.splitlines() if line.strip()]) >= 2
+
+
+def test_embed_writes_json_lines(capsys, tmp_path):
+    path = tmp_path / "lines.txt"
+    path.write_text("a cat sat on the mat\n我喜欢自然语言处理\n\nlast line 🙂\n", encoding="utf-8")
+    code, out, _ = run(capsys, "embed", "-f", str(path))
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 4 and all(len(r) == 384 for r in rows)
+    assert abs(sum(x * x for x in rows[0]) - 1) < 1e-4  # MiniLM's vectors are normalised
+
+
+def test_similarity_matrix(capsys):
+    texts = ["A man is playing a guitar.", "Someone plays an instrument.", "The stock market fell today."]
+    code, out, _ = run(capsys, "similarity", "--format", "json", *texts)
+    sim = json.loads(out)["cosine"]
+    assert code == 0 and abs(sim[0][0] - 1) < 1e-5 and sim[0][1] > sim[0][2] + 0.2
+    code, out, _ = run(capsys, "similarity", *texts)
+    assert code == 0 and len(out.splitlines()) == 4 and "1.000" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["complete", ""], "empty input"),
+    (["complete", "--model", "nope", "hi"], "unknown model 'nope'"),
+    (["complete", "--model", "{d}/cut.gguf", "hi"], "truncated"),
+    (["complete", "-f", "{d}/latin1"], "not valid UTF-8"),
+    (["complete", "--max-new-tokens", "0", "hi"], "max_new_tokens must be at least 1"),
+    (["embed", "--model", "{d}", "x"], "no config.json"),
+    (["similarity", "only one"], "at least two texts"),
+], ids=["empty prompt", "unknown model", "cut gguf", "latin1", "zero tokens", "bad encoder", "one text"])
+def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
+    from llmlab.packages import smollm2_gguf
+
+    with open(smollm2_gguf(), "rb") as f:
+        (tmp_path / "cut.gguf").write_bytes(f.read(20_000_000))
+    (tmp_path / "latin1").write_bytes(b"caf\xe9")
+    code, out, err = run(capsys, *[a.format(d=tmp_path) for a in args])
+    assert code == 2 and err.startswith("llmlab: error: ") and message in err and err.count("\n") == 1
