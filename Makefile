@@ -26,6 +26,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/tokenize.py
+	$(PY) bench/models.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

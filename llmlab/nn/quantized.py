@@ -5,9 +5,10 @@ traffic, not arithmetic. Storing each weight row as int8 with one scale,
 
     w[i, :] ~= s[i] * q[i, :],   s[i] = max|w[i, :]| / 127,   q = round(w / s)
 
-reads a quarter of the bytes of float32. The matmul is PyTorch's CPU kernel
-``torch._weight_int8pack_mm`` (activations in bfloat16, accumulated in float32; the
-result is returned as float32). The attention and MLP blocks also fuse their input
+reads a quarter of the bytes of float32. For a few rows (generating) the matmul is
+PyTorch's CPU kernel ``torch._weight_int8pack_mm`` (activations in bfloat16, accumulated
+in float32); for many rows (a prompt) arithmetic dominates, so the weight is dequantized
+and multiplied in float32. The attention and MLP blocks also fuse their input
 projections (q/k/v, gate/up) into one matmul each, since at one token per step the fixed
 cost of each call matters as much as its size.
 
@@ -42,7 +43,10 @@ class Int8Linear(nn.Module):
         self.register_buffer("scale", scale.to(torch.bfloat16))  # (out,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).to(torch.bfloat16), self.weight_int8, self.scale)
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] > 16:  # many rows (a prompt): compute-bound, so dequantize and use float32 matmul
+            return F.linear(x, self.weight_int8.float() * self.scale.float()[:, None])
+        y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
         return y.float().view(*x.shape[:-1], self.out_features)
 
 

@@ -47,6 +47,7 @@ try:
     _LIBC = ctypes.CDLL("libc.so.6")
 except OSError:  # not glibc (macOS, musl): nothing to trim
     _LIBC = None
+_M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
 
 # GGUF tensor name -> our parameter name, Llama family ("{i}" is the layer)
 LLAMA_NAMES = {
@@ -219,6 +220,7 @@ def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32"
     """
     if precision not in ("fp32", "int8"):
         raise LlmlabError(f"precision must be fp32 or int8, not {precision!r}")
+    return_large_blocks_to_os()
     gguf = GGUFFile(path)
     try:
         meta = dict(gguf.meta, _tensor_names=set(gguf.tensors))
@@ -264,7 +266,9 @@ def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32"
         raise LlmlabError(f"{gguf.path}: malformed GGUF metadata (missing {e})") from None
     except (ValueError, RuntimeError) as e:
         raise LlmlabError(f"{gguf.path}: cannot build the model ({e})") from None
-    return DecoderBundle(model.eval(), tokenizer, cfg, gguf.meta.get("tokenizer.chat_template"), gguf.meta)
+    # keep the scalar metadata; the vocabulary arrays now live in the tokenizer
+    meta = {k: v for k, v in gguf.meta.items() if not isinstance(v, list) or len(v) < 1000}
+    return DecoderBundle(model.eval(), tokenizer, cfg, gguf.meta.get("tokenizer.chat_template"), meta)
 
 
 def release_freed_memory() -> None:
@@ -273,6 +277,15 @@ def release_freed_memory() -> None:
     in the process's resident size for as long as it runs. A no-op where glibc is absent."""
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
+
+
+def return_large_blocks_to_os() -> None:
+    """Make glibc serve every block of 16 MB or more with its own mmap, released on free, instead
+    of letting its threshold drift up and grow a heap that never shrinks: without it the resident
+    size creeps up by ~15 MB per long prompt. (At 1 MB, prompts run 30% slower: every activation
+    would be fresh, zeroed pages.) Process-wide; a no-op without glibc."""
+    if _LIBC is not None:
+        _LIBC.mallopt(_M_MMAP_THRESHOLD, 16 << 20)
 
 
 def _our_name(gguf_name: str) -> str | None:
