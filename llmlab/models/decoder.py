@@ -84,6 +84,16 @@ class GPT2Block(nn.Module):
         return x
 
 
+def embedding(n: int, dim: int) -> nn.Embedding:
+    """``nn.Embedding`` initialised N(0, 1) as usual, except on the meta device (where loaders
+    build a model before filling in its weights): there PyTorch's normal_ pulls in ~70 MB of
+    Python decompositions for nothing, so the init is skipped."""
+    weight = torch.empty(n, dim)
+    if weight.device.type != "meta":
+        nn.init.normal_(weight)
+    return nn.Embedding(n, dim, _weight=weight)
+
+
 def quantize_block_int8(block: nn.Module) -> None:
     """Replace a Llama block's attention and MLP by their int8 versions, in place."""
     if not isinstance(block, LlamaBlock):
@@ -97,8 +107,8 @@ class Decoder(nn.Module):
         super().__init__()
         self.config = cfg
         llama = cfg.family == "llama"
-        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.dim)
-        self.embed_positions = None if llama else nn.Embedding(cfg.max_seq_len, cfg.dim)
+        self.embed_tokens = embedding(cfg.vocab_size, cfg.dim)
+        self.embed_positions = None if llama else embedding(cfg.max_seq_len, cfg.dim)
         self.rotary = RotaryEmbedding(cfg.head_dim, cfg.rope_theta) if llama else None
         block = LlamaBlock if llama else GPT2Block
         self.layers = nn.ModuleList(block(cfg) for _ in range(cfg.n_layers))

@@ -239,15 +239,16 @@ def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32"
             raise LlmlabError(f"{gguf.path}: tensors missing for {sorted(expected - set(names))[:5]}")
 
         def load(module, prefix: str) -> None:
-            state = {}
-            for key in module.state_dict():
+            # Parameters are set directly: load_state_dict(assign=True) keeps an extra copy of
+            # large tensors (seen: +74 MB for the embedding).
+            for key in list(module.state_dict()):
                 w = gguf.dequantize(names[prefix + key])
                 if key.endswith("q_proj.weight"):
                     w = unpermute_rope(w, cfg.n_heads)
                 elif key.endswith("k_proj.weight"):
                     w = unpermute_rope(w, cfg.n_kv_heads)
-                state[key] = w
-            module.load_state_dict(state, assign=True)
+                owner, _, leaf = key.rpartition(".")
+                setattr(module.get_submodule(owner), leaf, torch.nn.Parameter(w))
 
         load(model.embed_tokens, "embed_tokens.")
         if cfg.tie_embeddings:
