@@ -1,10 +1,10 @@
 """Model benchmarks, side by side with the peers in one run, printing ratios.
 
 SmolLM2-135M-Instruct (same GGUF file): load time, prefill tokens/s (512-token prompt),
-decode tokens/s (batch 1, 128 new tokens, greedy) and peak RSS, for llmlab float32,
-llmlab int8 and HF transformers (float32, dequantized from the GGUF). Each runs in its own
+decode tokens/s (batch 1, 128 new tokens, greedy) and peak RSS, for llmlab float32, int8
+and int4, and HF transformers (float32, dequantized from the GGUF). Each runs in its own
 process so that peak RSS belongs to it alone. Plus the int8 path's quality cost
-(perplexity on tiny shakespeare vs float32) and the memory-bandwidth bound of decoding
+(perplexity on tiny shakespeare vs float32) of the quantized paths and the memory-bandwidth bound of decoding
 (bytes of weights read per token / measured copy bandwidth).
 
 all-MiniLM-L6-v2: sentences/s at batch 32 and 128 vs sentence-transformers on the same
@@ -140,13 +140,17 @@ def quality_and_bound(data: Path) -> dict:
     ppl32 = perplexity(fp32.model, ids)
     bytes32 = sum(p.numel() * p.element_size() for p in fp32.model.parameters())
     del fp32
-    int8 = load_gguf(smollm2_gguf(), precision="int8")
-    ppl8 = perplexity(int8.model, ids)
-    bytes8 = sum(b.numel() * b.element_size() for b in int8.model.buffers()) + sum(
-        p.numel() * p.element_size() for p in int8.model.parameters())
-    bw = copy_bandwidth_gb_s()
-    return {"ppl_fp32": ppl32, "ppl_int8": ppl8, "weights_mb_fp32": bytes32 / 1e6, "weights_mb_int8": bytes8 / 1e6,
-            "copy_gb_s": bw, "bound_fp32_tok_s": bw * 1e9 / bytes32, "bound_int8_tok_s": bw * 1e9 / bytes8}
+    out = {"ppl_fp32": ppl32, "weights_mb_fp32": bytes32 / 1e6}
+    for precision in ("int8", "int4"):
+        q = load_gguf(smollm2_gguf(), precision=precision).model
+        out[f"ppl_{precision}"] = perplexity(q, ids)
+        tensors = [*q.buffers(), *q.parameters()]
+        out[f"weights_mb_{precision}"] = sum(t.numel() * t.element_size() for t in tensors) / 1e6
+        del q
+    out["copy_gb_s"] = bw = copy_bandwidth_gb_s()
+    for precision in ("fp32", "int8", "int4"):
+        out[f"bound_{precision}_tok_s"] = bw * 1e3 / out[f"weights_mb_{precision}"]
+    return out
 
 
 # --- embeddings -----------------------------------------------------------------------------
@@ -182,12 +186,12 @@ def main():
     ap = argparse.ArgumentParser(description="model benchmarks vs HF transformers and sentence-transformers")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--json", type=Path)
-    ap.add_argument("--worker", choices=["fp32", "int8", "hf"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["fp32", "int8", "int4", "hf"], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.data)))
         return
-    runs = {k: run_worker(k, args.data) for k in ("hf", "fp32", "int8")}
+    runs = {k: run_worker(k, args.data) for k in ("hf", "fp32", "int8", "int4")}
     q = quality_and_bound(args.data)
     emb = embeddings(args.data)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -197,16 +201,18 @@ def main():
     print("SmolLM2-135M-Instruct, same GGUF file; ratios are llmlab / HF transformers\n")
     print("| implementation | load s | prefill tok/s (512) | ratio | decode tok/s (128) | ratio | peak RSS MB |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for k, label in (("hf", "HF transformers fp32"), ("fp32", "llmlab fp32"), ("int8", "llmlab int8")):
+    for k, label in (("hf", "HF transformers fp32"), ("fp32", "llmlab fp32"), ("int8", "llmlab int8"),
+                     ("int4", "llmlab int4")):
         r = runs[k]
         print(f"| {label} | {r['load_s']:.2f} | {r['prefill_tok_s']:.0f} | "
               f"{r['prefill_tok_s'] / hf['prefill_tok_s']:.2f}x | {r['decode_tok_s']:.1f} | "
               f"{r['decode_tok_s'] / hf['decode_tok_s']:.2f}x | {r['peak_rss_mb']:.0f} |")
     print(f"\nDecode memory-bandwidth bound: copy bandwidth {q['copy_gb_s']:.1f} GB/s (read + write, 256 MB); "
-          f"fp32 weights {q['weights_mb_fp32']:.0f} MB -> {q['bound_fp32_tok_s']:.0f} tok/s; "
-          f"int8 weights {q['weights_mb_int8']:.0f} MB -> {q['bound_int8_tok_s']:.0f} tok/s.")
-    print(f"Int8 quality cost: perplexity on tiny shakespeare (4 x 1024 tokens) {q['ppl_fp32']:.3f} (fp32) vs "
-          f"{q['ppl_int8']:.3f} (int8), {100 * (q['ppl_int8'] / q['ppl_fp32'] - 1):+.2f}%.\n")
+          + "; ".join(f"{p} weights {q[f'weights_mb_{p}']:.0f} MB -> {q[f'bound_{p}_tok_s']:.0f} tok/s"
+                      for p in ("fp32", "int8", "int4")) + ".")
+    print(f"Quality: perplexity on tiny shakespeare (4 x 1024 tokens) {q['ppl_fp32']:.3f} (fp32), "
+          + ", ".join(f"{q[f'ppl_{p}']:.3f} ({p}, {100 * (q[f'ppl_{p}'] / q['ppl_fp32'] - 1):+.2f}%)"
+                      for p in ("int8", "int4")) + ".\n")
     print("all-MiniLM-L6-v2 sentence embeddings, sentences/s; ratio = llmlab / sentence-transformers\n")
     print("| batch | sentences | llmlab | sentence-transformers | ratio |")
     print("|---:|---:|---:|---:|---:|")

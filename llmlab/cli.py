@@ -325,9 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
         sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
-        sp.add_argument("--precision", choices=["fp32", "int8"], default=precision,
-                        help=f"fp32: exact float32 weights; int8: weight-only int8, faster and smaller "
-                             f"(default {precision})")
+        sp.add_argument("--precision", choices=["fp32", "int8", "int4"], default=precision,
+                        help=f"fp32: exact float32 weights; int8 / int4: weight-only quantized blocks, "
+                             f"faster and smaller (default {precision})")
 
     c = sub.add_parser("complete", help="continue a prompt with a generative model",
                        description="Continue PROMPT (or -f FILE, or stdin). Streams text; "
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Interactive chat. When stdin is not a terminal, every line is one user "
                                     "message and each answer is printed on its own line(s).")
     ch.add_argument("--system", metavar="TEXT", help="system prompt")
-    generation_options(ch, 512, 0.2, "int8")
+    generation_options(ch, 512, 0.2, "int4")
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")

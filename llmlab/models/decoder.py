@@ -28,7 +28,7 @@ from llmlab.nn.attention import Attention, KVCache
 from llmlab.nn.feedforward import GeluMLP, SwiGLU
 from llmlab.nn.norms import RMSNorm
 from llmlab.nn.positions import RotaryEmbedding
-from llmlab.nn.quantized import Int8Attention, Int8Embedding, Int8Linear, Int8SwiGLU
+from llmlab.nn.quantized import Int8Embedding, Int8Linear, QuantizedAttention, QuantizedSwiGLU
 
 
 @dataclass
@@ -94,12 +94,12 @@ def embedding(n: int, dim: int) -> nn.Embedding:
     return nn.Embedding(n, dim, _weight=weight)
 
 
-def quantize_block_int8(block: nn.Module) -> None:
-    """Replace a Llama block's attention and MLP by their int8 versions, in place."""
+def quantize_block(block: nn.Module, precision: str = "int8") -> None:
+    """Replace a Llama block's attention and MLP by their int8 or int4 versions, in place."""
     if not isinstance(block, LlamaBlock):
-        raise ValueError("int8 weights are implemented for the Llama family only")
-    block.self_attn = Int8Attention(block.self_attn)
-    block.mlp = Int8SwiGLU(block.mlp)
+        raise ValueError("quantized weights are implemented for the Llama family only")
+    block.self_attn = QuantizedAttention(block.self_attn, precision)
+    block.mlp = QuantizedSwiGLU(block.mlp, precision)
 
 
 class Decoder(nn.Module):
@@ -120,11 +120,11 @@ class Decoder(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights count once
 
-    def to_int8(self) -> "Decoder":
-        """Swap in int8 weight-only blocks and output head (llmlab.nn.quantized) for fast CPU
-        generation; a tied input embedding shares the head's int8 table."""
+    def quantize(self, precision: str = "int8") -> "Decoder":
+        """Swap in int8 or int4 weight-only blocks and an int8 output head (llmlab.nn.quantized)
+        for fast CPU generation; a tied input embedding shares the head's int8 table."""
         for block in self.layers:
-            quantize_block_int8(block)
+            quantize_block(block, precision)
         self.quantize_head_int8()
         return self
 

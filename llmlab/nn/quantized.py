@@ -1,11 +1,14 @@
-"""Int8 weight-only layers: the fast, low-memory path for generating on a CPU.
+"""Weight-only int8 and int4 layers: the fast, low-memory path for generating on a CPU.
 
 Decoding one token reads every weight once, so on a CPU its speed is set by memory
-traffic, not arithmetic. Storing each weight row as int8 with one scale,
+traffic, not arithmetic. Two storage formats cut that traffic:
 
-    w[i, :] ~= s[i] * q[i, :],   s[i] = max|w[i, :]| / 127,   q = round(w / s)
+- int8, one scale per row:      w[i, :] ~= s[i] * q[i, :],  s[i] = max|w[i, :]| / 127
+- int4, per group of 32 inputs: w[i, g] ~= s * q + m,  q in 0..15, m = min, s = (max - min) / 15
 
-reads a quarter of the bytes of float32. For a few rows (generating) the matmul is
+The int4 format is the one GGUF's Q4_1 uses, so Q4_1 weights convert to it without loss
+(each Q4_1 block holds q = 0 and q = 15, so min/max give back its d and m; only the
+bfloat16 rounding of s and m remains). For a few rows (generating) the matmul is
 PyTorch's CPU kernel ``torch._weight_int8pack_mm`` (activations in bfloat16, accumulated
 in float32); for many rows (a prompt) arithmetic dominates, so the weight is dequantized
 and multiplied in float32. The attention and MLP blocks also fuse their input
@@ -50,6 +53,46 @@ class Int8Linear(nn.Module):
         return y.float().view(*x.shape[:-1], self.out_features)
 
 
+class Int4Linear(nn.Module):
+    """``y = x W^T`` with W in int4 groups of 32 inputs, a bfloat16 scale and minimum per group."""
+
+    def __init__(self, weight: torch.Tensor, group: int = 32, rows_per_chunk: int = 4096):
+        super().__init__()
+        self.out_features, self.in_features = N, K = weight.shape
+        if N % 64 or K % group:
+            raise ValueError(f"int4 needs out_features % 64 == 0 and in_features % {group} == 0, got {N}x{K}")
+        self.group = group
+        q = torch.empty(N, K, dtype=torch.int32)
+        scale, low = torch.empty(N, K // group), torch.empty(N, K // group)
+        with torch.no_grad():
+            for start in range(0, N, rows_per_chunk):
+                rows = slice(start, start + rows_per_chunk)
+                w = weight[rows].float().view(-1, K // group, group)  # (rows, groups, group)
+                lo, hi = w.amin(dim=-1), w.amax(dim=-1)
+                s = ((hi - lo) / 15).clamp(min=1e-12)
+                q[rows] = torch.round((w - lo[..., None]) / s[..., None]).clamp(0, 15).view(-1, K).int()
+                scale[rows], low[rows] = s, lo
+        self.register_buffer("weight_int4", torch._convert_weight_to_int4pack_for_cpu(q, 1))  # packed (N, K/2)
+        # the kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale
+        scale_zero = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1)  # (K/group, N, 2)
+        self.register_buffer("scale_zero", scale_zero.contiguous().to(torch.bfloat16))
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (N, K) back from the packed codes."""
+        N, K = self.out_features, self.in_features
+        b = self.weight_int4.reshape(N // 64, K, 32)  # the CPU packing: 64 rows per block, rows i and i+32 per byte
+        q = torch.cat([b & 0xF, b >> 4], dim=-1).permute(0, 2, 1).reshape(N, K // self.group, self.group)
+        scale, zero = self.scale_zero.float().transpose(0, 1).unbind(-1)  # (N, K/group) each
+        return ((q.float() - 8) * scale[..., None] + zero[..., None]).view(N, K)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        if rows.shape[0] > 16:
+            return F.linear(x, self.dequantize())
+        y = torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.weight_int4, self.group, self.scale_zero)
+        return y.float().view(*x.shape[:-1], self.out_features)
+
+
 class Int8Embedding(nn.Module):
     """Token embedding that shares the int8 rows and scales of a (tied) `Int8Linear` head."""
 
@@ -62,14 +105,18 @@ class Int8Embedding(nn.Module):
         return head.weight_int8[ids].float() * head.scale[ids].float()[..., None]  # (B, T, C)
 
 
-class Int8Attention(nn.Module):
-    """`Attention` with q/k/v fused into one int8 projection."""
+LINEARS = {"int8": Int8Linear, "int4": Int4Linear}
 
-    def __init__(self, attn: Attention):
+
+class QuantizedAttention(nn.Module):
+    """`Attention` with q/k/v fused into one quantized projection (``precision``: int8 or int4)."""
+
+    def __init__(self, attn: Attention, precision: str = "int8"):
         super().__init__()
+        linear = LINEARS[precision]
         self.n_heads, self.n_kv_heads, self.head_dim = attn.n_heads, attn.n_kv_heads, attn.head_dim
-        self.qkv_proj = Int8Linear(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
-        self.o_proj = Int8Linear(attn.o_proj.weight)
+        self.qkv_proj = linear(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]))
+        self.o_proj = linear(attn.o_proj.weight)
         self.sizes = [self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim, self.n_kv_heads * self.head_dim]
 
     def forward(self, x, rope=None, mask=None, cache=None, layer: int = 0):
@@ -86,14 +133,15 @@ class Int8Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim))
 
 
-class Int8SwiGLU(nn.Module):
-    """`SwiGLU` with gate/up fused into one int8 projection."""
+class QuantizedSwiGLU(nn.Module):
+    """`SwiGLU` with gate/up fused into one quantized projection (``precision``: int8 or int4)."""
 
-    def __init__(self, mlp: SwiGLU):
+    def __init__(self, mlp: SwiGLU, precision: str = "int8"):
         super().__init__()
+        linear = LINEARS[precision]
         self.hidden = mlp.gate_proj.out_features
-        self.gate_up_proj = Int8Linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
-        self.down_proj = Int8Linear(mlp.down_proj.weight)
+        self.gate_up_proj = linear(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]))
+        self.down_proj = linear(mlp.down_proj.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).split(self.hidden, dim=-1)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.models.decoder import Decoder, DecoderConfig, quantize_block_int8
+from llmlab.models.decoder import Decoder, DecoderConfig, quantize_block
 from llmlab.tokenize.bpe import BPETokenizer
 from llmlab.tokenize.gguf import parse_metadata
 
@@ -48,6 +48,8 @@ try:
 except OSError:  # not glibc (macOS, musl): nothing to trim
     _LIBC = None
 _M_MMAP_THRESHOLD = -3  # mallopt parameter number in glibc's malloc.h
+
+PRECISIONS = ("fp32", "int8", "int4")
 
 # GGUF tensor name -> our parameter name, Llama family ("{i}" is the layer)
 LLAMA_NAMES = {
@@ -214,12 +216,12 @@ class DecoderBundle:
 def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32") -> DecoderBundle:
     """Decoder (eval mode), tokenizer and chat template of a Llama-family GGUF file.
 
-    ``precision="fp32"`` dequantizes every weight to float32 (the exact path);
-    ``"int8"`` re-quantizes each block as soon as it is loaded (llmlab.nn.quantized), so
-    the full float32 model never sits in memory.
+    ``precision="fp32"`` dequantizes every weight to float32 (the exact path); ``"int8"``
+    and ``"int4"`` re-quantize each block as soon as it is loaded (llmlab.nn.quantized), so
+    the full float32 model never sits in memory. int4 holds Q4_1 weights without loss.
     """
-    if precision not in ("fp32", "int8"):
-        raise LlmlabError(f"precision must be fp32 or int8, not {precision!r}")
+    if precision not in PRECISIONS:
+        raise LlmlabError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     return_large_blocks_to_os()
     gguf = GGUFFile(path)
     try:
@@ -255,13 +257,13 @@ def load_gguf(path: str | Path, name: str | None = None, precision: str = "fp32"
             model.lm_head.weight = model.embed_tokens.weight
         else:
             load(model.lm_head, "lm_head.")
-        if precision == "int8":
+        if precision != "fp32":
             model.quantize_head_int8()
         load(model.norm, "norm.")
         for i, block in enumerate(model.layers):  # one block at a time keeps the peak low
             load(block, f"layers.{i}.")
-            if precision == "int8":
-                quantize_block_int8(block)
+            if precision != "fp32":
+                quantize_block(block, precision)
             release_freed_memory()
     except KeyError as e:
         raise LlmlabError(f"{gguf.path}: malformed GGUF metadata (missing {e})") from None

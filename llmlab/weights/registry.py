@@ -19,7 +19,8 @@ ENCODERS = {"minilm": "all-MiniLM-L6-v2 (BERT encoder, 6 layers, 384-dim sentenc
 def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
     """A `DecoderBundle` (model, tokenizer, config, chat template) by name or path.
 
-    ``precision``: "fp32" (exact) or "int8" (weight-only int8 blocks: faster, less memory)."""
+    ``precision``: "fp32" (exact), "int8" or "int4" (weight-only quantized blocks: faster,
+    less memory; int4 keeps Q4_1 weights as they are in the file)."""
     from llmlab.weights.gguf import load_gguf
 
     key = str(name_or_path)
@@ -28,8 +29,8 @@ def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
     path = _existing(key, DECODERS)
     if path.is_dir() and (path / "config.json").is_file():
         bundle = _hf_decoder(path)
-        if precision == "int8":
-            bundle.model.to_int8()
+        if precision != "fp32":
+            bundle.model.quantize(precision)
         return bundle
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))

@@ -85,7 +85,7 @@ def test_rmsnorm_fused_equals_reference():
 
 
 def test_int8_blocks_stay_close_to_float32():
-    from llmlab.nn.quantized import Int8Attention, Int8Linear, Int8SwiGLU
+    from llmlab.nn.quantized import Int8Linear, QuantizedAttention, QuantizedSwiGLU
 
     lin = torch.nn.Linear(64, 48, bias=False)
     x = torch.randn(5, 64)
@@ -93,6 +93,29 @@ def test_int8_blocks_stay_close_to_float32():
     assert err < 0.01  # int8 rows + bfloat16 activations: well under 1% relative error
     attn, mlp = Attention(dim=64, n_heads=4, n_kv_heads=2, head_dim=16), SwiGLU(64, 128)
     x = torch.randn(2, 6, 64)
-    for ref, fast in ((attn, Int8Attention(attn)), (mlp, Int8SwiGLU(mlp))):
+    for ref, fast in ((attn, QuantizedAttention(attn)), (mlp, QuantizedSwiGLU(mlp))):
         with torch.no_grad():
             assert (fast(x) - ref(x)).norm() / ref(x).norm() < 0.02
+
+
+def test_int4_holds_q4_1_style_weights_without_loss():
+    from llmlab.nn.quantized import Int4Linear, QuantizedAttention, QuantizedSwiGLU
+
+    # weights built like a Q4_1 block: w = d * q + m with q in 0..15 and both 0 and 15 present
+    q = torch.randint(0, 16, (128, 4, 32))
+    q[..., 0], q[..., 1] = 0, 15
+    d, m = torch.rand(128, 4, 1) * 0.1 + 0.01, torch.randn(128, 4, 1) * 0.1
+    w = (d * q + m).view(128, 128)
+    lin = Int4Linear(w)
+    tol = 2 * 2 ** -8 * (d.max() * 15 + m.abs().max())  # bfloat16 rounding of scale and min only
+    assert (lin.dequantize() - w).abs().max() < tol
+    x = torch.randn(3, 128)
+    many = torch.randn(40, 128)  # more than 16 rows: the dequantize + float32 path
+    assert (lin(x) - x @ w.T).norm() / (x @ w.T).norm() < 0.01
+    torch.testing.assert_close(lin(many), many @ lin.dequantize().T)
+    attn, mlp = Attention(dim=64, n_heads=4, n_kv_heads=2, head_dim=16), SwiGLU(64, 128)
+    x = torch.randn(2, 6, 64)
+    for ref, fast in ((attn, QuantizedAttention(attn, "int4")), (mlp, QuantizedSwiGLU(mlp, "int4"))):
+        with torch.no_grad():
+            # random uniform weights at 4 bits: ~7% noise per matmul, two matmuls in a row
+            assert (fast(x) - ref(x)).norm() / ref(x).norm() < 0.15

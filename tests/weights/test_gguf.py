@@ -113,10 +113,11 @@ def test_unsupported_architecture(tmp_path):
         load_gguf(path)
 
 
-def test_int8_path_agrees_with_float32(smollm2_model):
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_quantized_paths_agree_with_float32(smollm2_model, precision):
     from llmlab.weights.registry import load_decoder
 
-    int8 = load_decoder("smollm2", precision="int8")
+    int8 = load_decoder("smollm2", precision=precision)
     tok = smollm2_model.tokenizer
     agree = total = 0
     with torch.inference_mode():
