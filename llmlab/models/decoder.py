@@ -28,7 +28,9 @@ from llmlab.nn.attention import Attention, KVCache
 from llmlab.nn.feedforward import GeluMLP, SwiGLU
 from llmlab.nn.norms import RMSNorm
 from llmlab.nn.positions import RotaryEmbedding
-from llmlab.nn.quantized import Int8Embedding, Int8Linear, QuantizedAttention, QuantizedSwiGLU
+from llmlab.nn.quantized import Int4Linear, Int8Embedding, Int8Linear, QuantizedAttention, QuantizedSwiGLU
+
+QUANTIZED_LINEARS = (Int8Linear, Int4Linear)
 
 
 @dataclass
@@ -118,7 +120,9 @@ class Decoder(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())  # tied weights count once
+        """Weights of the model, tied ones once; quantized layers count their logical weight."""
+        quantized = sum(m.out_features * m.in_features for m in self.modules() if isinstance(m, QUANTIZED_LINEARS))
+        return sum(p.numel() for p in self.parameters()) + quantized
 
     def quantize(self, precision: str = "int8") -> "Decoder":
         """Swap in int8 or int4 weight-only blocks and an int8 output head (llmlab.nn.quantized)

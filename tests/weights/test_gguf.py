@@ -129,3 +129,4 @@ def test_quantized_paths_agree_with_float32(smollm2_model, precision):
             assert torch.nn.functional.cosine_similarity(a[0, -1], b[0, -1], dim=0) > 0.99
     assert agree / total > 0.9
     assert "Paris" in complete(int8.model, tok, "The capital of France is", GenerationConfig(max_new_tokens=4)).text
+    assert int8.model.num_parameters() == smollm2_model.model.num_parameters()
