@@ -272,6 +272,75 @@ def cmd_similarity(args) -> int:
     return 0
 
 
+# --- llmlab classify -------------------------------------------------------------------------
+def _parse_labels(spec: str | None) -> dict[str, str] | None:
+    """"a,b" -> {a: a, b: b}; "0=bad film,1=good film" -> {"0": "bad film", "1": "good film"}."""
+    if not spec:
+        return None
+    labels = {}
+    for item in spec.split(","):
+        name, _, description = item.partition("=")
+        if not name.strip():
+            raise LlmlabError(f"--labels: empty label name in {spec!r}")
+        labels[name.strip()] = description.strip() or name.strip()
+    return labels
+
+
+def cmd_classify(args) -> int:
+    from llmlab.apps.classify import classify, confusion_png
+    from llmlab.apps.tables import read_csv, write_csv
+
+    columns = [args.text_column] + ([args.label_column] if args.label_column else [])
+    header, rows = read_csv(args.file, columns)
+    texts = [r[args.text_column] for r in rows]
+    truth = [r[args.label_column] for r in rows] if args.label_column else None
+    labels = _parse_labels(args.labels)
+    if labels is None and truth is not None and args.method != "embeddings":
+        labels = {v: v for v in sorted(set(truth))}
+    train_texts = train_labels = None
+    if args.train:
+        if not args.label_column:
+            raise LlmlabError("--train needs --label-column (the same column name in both files)")
+        _, train_rows = read_csv(args.train, [args.text_column, args.label_column])
+        train_texts = [r[args.text_column] for r in train_rows]
+        train_labels = [r[args.label_column] for r in train_rows]
+    elif args.method == "embeddings":
+        raise LlmlabError("the embeddings method needs --train TRAIN.csv with labelled examples "
+                          "(or use --method zero-shot / generative with --labels)")
+    result = classify(texts, method=args.method, labels=labels, train_texts=train_texts, train_labels=train_labels,
+                      true_labels=truth, question=args.question, progress=not args.quiet)
+    png = None
+    if args.out:
+        out_rows = [dict(r, predicted_label=p, confidence=f"{c:.4f}")
+                    for r, p, c in zip(rows, result.predicted, result.confidence)]
+        write_csv(args.out, header + ["predicted_label", "confidence"], out_rows)
+        if result.metrics:
+            png = Path(args.out).with_suffix(".confusion.png")
+            confusion_png(result, png)
+    if args.format == "json":
+        doc = {"method": result.method, "labels": result.labels, "out": args.out,
+               "predictions": [{"predicted_label": p, "confidence": round(c, 4)}
+                               for p, c in zip(result.predicted, result.confidence)]}
+        if result.metrics:
+            m = result.metrics
+            doc["metrics"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "per_class": m.per_class,
+                              "confusion": m.confusion}
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
+    counts = {n: result.predicted.count(n) for n in result.labels}
+    print(f"{result.method}: {len(texts)} texts -> " + ", ".join(f"{n}: {c}" for n, c in counts.items()))
+    if result.metrics:
+        m = result.metrics
+        print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}")
+        width = max(len(n) for n in m.per_class)
+        print(f"{'label':<{width}}  precision  recall      f1  support")
+        for n, v in m.per_class.items():
+            print(f"{n:<{width}}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}")
+    if args.out:
+        print(f"predictions written to {args.out}" + (f"; confusion matrix: {png}" if png else ""))
+    return 0
+
+
 # --- argument parsing ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
@@ -358,6 +427,24 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH")
     sm.add_argument("--format", choices=["text", "json"], default="text")
     sm.set_defaults(func=cmd_similarity)
+
+    cl = sub.add_parser("classify", help="label the texts of a CSV file (embeddings, zero-shot or generative)",
+                        description="Predict a label for every row of FILE.csv. With --label-column, also "
+                                    "prints accuracy, macro-F1 and a per-class table.")
+    cl.add_argument("file", metavar="FILE.csv")
+    cl.add_argument("--text-column", required=True, metavar="COL")
+    cl.add_argument("--label-column", metavar="COL", help="true labels (in FILE and in --train)")
+    cl.add_argument("--labels", metavar="a,b,...", help="allowed labels, optionally with descriptions: "
+                    "'0=A negative movie review,1=A positive movie review'")
+    cl.add_argument("--method", choices=["embeddings", "zero-shot", "generative"], default="embeddings")
+    cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the embeddings method")
+    cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
+                    "'Is the sentiment of this movie review positive or negative?'")
+    cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
+                    "confidence (and PRED.confusion.png when true labels are known)")
+    cl.add_argument("--quiet", action="store_true", help="no progress bars")
+    cl.add_argument("--format", choices=["text", "json"], default="text")
+    cl.set_defaults(func=cmd_classify)
     return p
 
 

@@ -1,0 +1,45 @@
+"""CSV files in and out for the apps: clear errors on bad files, atomic writes."""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+from llmlab.errors import LlmlabError
+from llmlab.fileio import atomic_write_text, read_text
+
+
+def read_csv(path: str | Path, columns: list[str]) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a UTF-8 CSV file that must have ``columns``; one-line errors otherwise."""
+    p = Path(path)
+    text = read_text(p)
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    if not header:
+        raise LlmlabError(f"{p}: no header row")
+    missing = [c for c in columns if c not in header]
+    if missing:
+        hint = ""
+        if len(header) == 1 and any(d in header[0] for d in ";\t|"):
+            hint = " (the file does not look comma-separated: save it as CSV with commas)"
+        raise LlmlabError(f"{p}: no column {', '.join(map(repr, missing))}; "
+                          f"columns are {', '.join(map(repr, header))}{hint}")
+    try:
+        rows = list(reader)
+    except csv.Error as e:
+        raise LlmlabError(f"{p}: malformed CSV ({e})") from None
+    if not rows:
+        raise LlmlabError(f"{p}: no data rows, only a header")
+    for i, row in enumerate(rows, start=2):
+        if any(row.get(c) is None for c in columns):
+            raise LlmlabError(f"{p}: row {i} has fewer fields than the header")
+    return header, rows
+
+
+def write_csv(path: str | Path, header: list[str], rows: list[dict]) -> Path:
+    """Write rows atomically (temporary file, then rename)."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator=os.linesep)
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, out.getvalue())

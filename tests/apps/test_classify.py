@@ -1,0 +1,115 @@
+"""Classification on small reviews written for these tests, three methods, plus the CLI."""
+
+import csv
+import json
+
+import pytest
+
+from llmlab.apps.classify import classify, evaluate
+from llmlab.cli import main
+from llmlab.errors import LlmlabError
+
+POSITIVE = [
+    "A wonderful, moving film with brilliant acting.", "I loved every minute of this movie.",
+    "Funny, warm and beautifully shot.", "One of the best films of the year.",
+    "A delightful story, highly recommended.",
+    "The cast is superb and the script is clever.", "An inspiring and joyful experience.",
+    "Gorgeous music and a touching ending.", "Smart, charming and full of heart.", "A triumph from start to finish.",
+    "Great performances and a gripping plot.", "I would happily watch it again.",
+]
+NEGATIVE = [
+    "A boring, tedious mess of a movie.", "I hated every minute of this film.", "Dull, lifeless and far too long.",
+    "One of the worst films of the year.", "A stupid story, avoid it.", "The acting is wooden and the script is lazy.",
+    "A depressing waste of two hours.", "Awful music and a pointless ending.", "Clumsy, cheap and empty.",
+    "A disaster from start to finish.", "Terrible performances and a confusing plot.", "I want my money back.",
+]
+TEXTS = POSITIVE + NEGATIVE
+LABELS = ["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE)
+DESCRIPTIONS = {"neg": "A negative movie review: the film is bad and boring.",
+                "pos": "A positive movie review: the film is great and enjoyable."}
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from llmlab.weights.registry import load_encoder
+
+    return load_encoder("minilm")
+
+
+def test_embeddings_method_learns_from_examples(encoder):
+    train = list(range(0, 24, 2))  # half of each class to train on, the other half to test
+    test = list(range(1, 24, 2))
+    r = classify([TEXTS[i] for i in test], "embeddings", train_texts=[TEXTS[i] for i in train],
+                 train_labels=[LABELS[i] for i in train], true_labels=[LABELS[i] for i in test], encoder=encoder)
+    assert r.metrics.accuracy >= 0.8 and set(r.predicted) <= {"pos", "neg"}
+    assert all(0.5 <= c <= 1 for c in r.confidence) and r.details["C"] in (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def test_zero_shot_needs_no_training(encoder):
+    r = classify(TEXTS, "zero-shot", labels=DESCRIPTIONS, true_labels=LABELS, encoder=encoder)
+    assert r.metrics.accuracy >= 0.85 and r.labels == ["neg", "pos"]
+
+
+def test_generative_scores_each_label(smollm2_model):
+    texts = [POSITIVE[0], POSITIVE[1], NEGATIVE[0], NEGATIVE[1]]
+    question = "Is the sentiment of this movie review positive or negative?"
+    r = classify(texts, "generative", labels={"positive": "positive", "negative": "negative"}, question=question,
+                 true_labels=["positive", "positive", "negative", "negative"], decoder=smollm2_model)
+    assert set(r.predicted) <= {"positive", "negative"} and r.metrics.accuracy >= 0.75
+    assert all(0.5 <= c <= 1 for c in r.confidence)
+
+
+def test_evaluate_counts():
+    m = evaluate(["a", "a", "b", "b"], ["a", "b", "b", "b"], ["a", "b"])
+    assert m.accuracy == 0.75 and m.confusion == [[1, 1], [0, 2]]
+    assert m.per_class["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_argument_errors(encoder):
+    with pytest.raises(LlmlabError, match="training texts"):
+        classify(["x"], "embeddings", encoder=encoder)
+    with pytest.raises(LlmlabError, match="at least two labels"):
+        classify(["x"], "zero-shot", labels={"a": "a"}, encoder=encoder)
+    with pytest.raises(LlmlabError, match="unknown method"):
+        classify(["x"], "magic")
+
+
+def write(path, rows, header=("text", "label")):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
+def test_cli_writes_predictions_and_a_confusion_png(tmp_path, capsys):
+    write(tmp_path / "train.csv", [(t, y) for t, y in zip(TEXTS[::2], LABELS[::2])])
+    write(tmp_path / "test.csv", [(t, y) for t, y in zip(TEXTS[1::2], LABELS[1::2])])
+    out = tmp_path / "pred.csv"
+    code = main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert code == 0 and "macro-F1" in printed
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert len(rows) == 12 and {"text", "label", "predicted_label", "confidence"} <= set(rows[0])
+    assert (tmp_path / "pred.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    code = main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--method", "zero-shot",
+                 "--labels", "neg=" + DESCRIPTIONS["neg"] + ",pos=" + DESCRIPTIONS["pos"], "--format", "json",
+                 "--quiet"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == 0 and len(doc["predictions"]) == 12 and doc["labels"] == ["neg", "pos"]
+
+
+@pytest.mark.parametrize("content, args, message", [
+    ("text,label\n", [], "no data rows"),
+    ("", [], "file is empty"),
+    ("text;label\ngood;pos\n", [], "does not look comma-separated"),
+    ("review,label\ngood,pos\n", [], "no column 'text'"),
+    ("text,label\ngood,pos\n", ["--method", "embeddings"], "needs --train"),
+], ids=["header only", "empty", "semicolons", "missing column", "no train"])
+def test_cli_bad_files(tmp_path, capsys, content, args, message):
+    (tmp_path / "in.csv").write_text(content, encoding="utf-8")
+    code = main(["classify", str(tmp_path / "in.csv"), "--text-column", "text", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "pred.csv").exists()
