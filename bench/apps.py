@@ -1,0 +1,133 @@
+"""App benchmarks on real data, side by side with the peer pipeline in one run.
+
+Classification (`llmlab classify`):
+- rotten tomatoes, train -> validation (macro-F1): llmlab embeddings + logistic regression,
+  zero-shot with label descriptions, generative (SmolLM2 int4, calibrated label scoring);
+  peer: sentence-transformers on the same MiniLM folder + scikit-learn LogisticRegression
+  (defaults), and zero-shot with the bare labels "A negative/positive review".
+- banking77 (77 intents), a stratified 80/20 split of train.csv (seed 0), accuracy and
+  macro-F1: llmlab embeddings vs the same peer.
+
+    .venv/bin/python bench/apps.py [--data ../shared/data] [--json out.json] [--skip-generative]
+"""
+
+import os
+import sys
+
+# bench/tokenize.py shares its name with the standard library's `tokenize`: keep this folder
+# off the import path so `import tokenize` (linecache, torch, ...) finds the real module.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+RT_DESCRIPTIONS = {"0": "A negative movie review: the film is bad, boring and disappointing.",
+                   "1": "A positive movie review: the film is great, moving and enjoyable."}
+RT_QUESTION = "Is the sentiment of this movie review positive or negative?"
+
+
+def read(path: Path, text: str, label: str) -> tuple[list[str], list[str]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [r[text] for r in rows], [r[label] for r in rows]
+
+
+def peer_scores(train_x, train_y, test_x, test_y, zero_shot_labels=None):
+    """sentence-transformers + scikit-learn, default settings."""
+    from sentence_transformers import SentenceTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from llmlab.packages import minilm_dir
+
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    start = time.perf_counter()
+    xt, xv = st.encode(train_x, batch_size=32), st.encode(test_x, batch_size=32)
+    seconds = time.perf_counter() - start
+    pred = LogisticRegression(max_iter=1000).fit(xt, train_y).predict(xv)
+    out = {"embeddings": {"accuracy": accuracy_score(test_y, pred),
+                          "macro_f1": f1_score(test_y, pred, average="macro"), "embed_s": seconds}}
+    if zero_shot_labels:
+        names = list(zero_shot_labels)
+        d = st.encode([zero_shot_labels[n] for n in names], normalize_embeddings=True)
+        v = xv / (xv ** 2).sum(1, keepdims=True) ** 0.5
+        pred = [names[i] for i in (v @ d.T).argmax(1)]
+        out["zero-shot"] = {"accuracy": accuracy_score(test_y, pred),
+                            "macro_f1": f1_score(test_y, pred, average="macro")}
+    return out
+
+
+def ours(method, train_x, train_y, test_x, test_y, **kw):
+    from llmlab.apps import classify
+
+    start = time.perf_counter()
+    r = classify(test_x, method, train_texts=train_x, train_labels=train_y, true_labels=test_y, **kw)
+    return {"accuracy": r.metrics.accuracy, "macro_f1": r.metrics.macro_f1, "seconds": time.perf_counter() - start,
+            **({"C": r.details["C"]} if "C" in r.details else {})}
+
+
+def main():
+    ap = argparse.ArgumentParser(description="app benchmarks vs the peer pipelines")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--skip-generative", action="store_true", help="skip the slow generative method")
+    args = ap.parse_args()
+    if not (args.data / "rotten_tomatoes").is_dir():
+        raise SystemExit(f"data sets not found under {args.data}; the app benchmarks need ../shared/data")
+    from sklearn.model_selection import train_test_split
+
+    from llmlab.weights.registry import load_decoder, load_encoder
+
+    encoder = load_encoder("minilm")
+    results = {}
+    tx, ty = read(args.data / "rotten_tomatoes" / "train.csv", "text", "label")
+    vx, vy = read(args.data / "rotten_tomatoes" / "validation.csv", "text", "label")
+    bare = {"0": "A negative review", "1": "A positive review"}
+    rt = {"peer": peer_scores(tx, ty, vx, vy, bare)}
+    rt["llmlab embeddings"] = ours("embeddings", tx, ty, vx, vy, encoder=encoder)
+    rt["llmlab zero-shot (bare labels)"] = ours("zero-shot", None, None, vx, vy, labels=bare, encoder=encoder)
+    rt["llmlab zero-shot"] = ours("zero-shot", None, None, vx, vy, labels=RT_DESCRIPTIONS, encoder=encoder)
+    if not args.skip_generative:
+        decoder = load_decoder("smollm2", precision="int4")
+        words = [{"0": "negative", "1": "positive"}[y] for y in vy]
+        rt["llmlab generative"] = ours("generative", None, None, vx, words, decoder=decoder, question=RT_QUESTION,
+                                       labels={"negative": "negative", "positive": "positive"})
+    results["rotten_tomatoes"] = rt
+
+    bx, by = read(args.data / "banking77" / "train.csv", "text", "category")
+    btx, bvx, bty, bvy = train_test_split(bx, by, test_size=0.2, stratify=by, random_state=0)
+    names = {c: c.replace("_", " ") for c in sorted(set(by))}
+    bk = {"peer": peer_scores(btx, bty, bvx, bvy, names)}
+    bk["llmlab embeddings"] = ours("embeddings", btx, bty, bvx, bvy, encoder=encoder)
+    bk["llmlab zero-shot (label names)"] = ours("zero-shot", None, None, bvx, bvy, labels=names, encoder=encoder)
+    results["banking77"] = bk
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO).stdout.strip()
+    print(f"\n## Classification ({os.cpu_count()} cores, commit {commit})\n")
+    for data, rows in results.items():
+        print(f"{data}: " + ("train -> validation" if data == "rotten_tomatoes" else "stratified 80/20 split of "
+                                                                                    "train.csv, seed 0") + "\n")
+        print("| pipeline | accuracy | macro-F1 |")
+        print("|---|---:|---:|")
+        for name, r in rows.items():
+            if name == "peer":
+                for method, m in r.items():
+                    head = " + sklearn LR" if method == "embeddings" else ""
+                    print(f"| peer: sentence-transformers {method}{head} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |")
+            else:
+                print(f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |")
+        print()
+    if args.json:
+        args.json.write_text(json.dumps({"commit": commit, **results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
