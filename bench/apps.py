@@ -1,12 +1,13 @@
 """App benchmarks on real data, side by side with the peer pipeline in one run.
 
 Classification (`llmlab classify`):
-- rotten tomatoes, train -> validation (macro-F1): llmlab embeddings + logistic regression,
-  zero-shot with label descriptions, generative (SmolLM2 int4, calibrated label scoring);
+- rotten tomatoes, train -> validation (macro-F1): llmlab embeddings / bag of words /
+  both (hybrid) + logistic regression, zero-shot with label descriptions, generative
+  (SmolLM2 int4, calibrated label scoring);
   peer: sentence-transformers on the same MiniLM folder + scikit-learn LogisticRegression
   (defaults), and zero-shot with the bare labels "A negative/positive review".
 - banking77 (77 intents), a stratified 80/20 split of train.csv (seed 0), accuracy and
-  macro-F1: llmlab embeddings vs the same peer.
+  macro-F1: llmlab embeddings / bow / hybrid vs the same peer.
 
     .venv/bin/python bench/apps.py [--data ../shared/data] [--json out.json] [--skip-generative]
 """
@@ -91,7 +92,8 @@ def main():
     vx, vy = read(args.data / "rotten_tomatoes" / "validation.csv", "text", "label")
     bare = {"0": "A negative review", "1": "A positive review"}
     rt = {"peer": peer_scores(tx, ty, vx, vy, bare)}
-    rt["llmlab embeddings"] = ours("embeddings", tx, ty, vx, vy, encoder=encoder)
+    for method in ("embeddings", "bow", "hybrid"):
+        rt[f"llmlab {method}"] = ours(method, tx, ty, vx, vy, encoder=encoder)
     rt["llmlab zero-shot (bare labels)"] = ours("zero-shot", None, None, vx, vy, labels=bare, encoder=encoder)
     rt["llmlab zero-shot"] = ours("zero-shot", None, None, vx, vy, labels=RT_DESCRIPTIONS, encoder=encoder)
     if not args.skip_generative:
@@ -105,7 +107,8 @@ def main():
     btx, bvx, bty, bvy = train_test_split(bx, by, test_size=0.2, stratify=by, random_state=0)
     names = {c: c.replace("_", " ") for c in sorted(set(by))}
     bk = {"peer": peer_scores(btx, bty, bvx, bvy, names)}
-    bk["llmlab embeddings"] = ours("embeddings", btx, bty, bvx, bvy, encoder=encoder)
+    for method in ("embeddings", "bow", "hybrid"):
+        bk[f"llmlab {method}"] = ours(method, btx, bty, bvx, bvy, encoder=encoder)
     bk["llmlab zero-shot (label names)"] = ours("zero-shot", None, None, bvx, bvy, labels=names, encoder=encoder)
     results["banking77"] = bk
 

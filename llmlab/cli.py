@@ -295,7 +295,7 @@ def cmd_classify(args) -> int:
     texts = [r[args.text_column] for r in rows]
     truth = [r[args.label_column] for r in rows] if args.label_column else None
     labels = _parse_labels(args.labels)
-    if labels is None and truth is not None and args.method != "embeddings":
+    if labels is None and truth is not None and args.method in ("zero-shot", "generative"):
         labels = {v: v for v in sorted(set(truth))}
     train_texts = train_labels = None
     if args.train:
@@ -304,8 +304,8 @@ def cmd_classify(args) -> int:
         _, train_rows = read_csv(args.train, [args.text_column, args.label_column])
         train_texts = [r[args.text_column] for r in train_rows]
         train_labels = [r[args.label_column] for r in train_rows]
-    elif args.method == "embeddings":
-        raise LlmlabError("the embeddings method needs --train TRAIN.csv with labelled examples "
+    elif args.method in ("hybrid", "embeddings", "bow"):
+        raise LlmlabError(f"the {args.method} method needs --train TRAIN.csv with labelled examples "
                           "(or use --method zero-shot / generative with --labels)")
     result = classify(texts, method=args.method, labels=labels, train_texts=train_texts, train_labels=train_labels,
                       true_labels=truth, question=args.question, progress=not args.quiet)
@@ -436,7 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--label-column", metavar="COL", help="true labels (in FILE and in --train)")
     cl.add_argument("--labels", metavar="a,b,...", help="allowed labels, optionally with descriptions: "
                     "'0=A negative movie review,1=A positive movie review'")
-    cl.add_argument("--method", choices=["embeddings", "zero-shot", "generative"], default="embeddings")
+    cl.add_argument("--method", choices=["hybrid", "embeddings", "bow", "zero-shot", "generative"], default="hybrid",
+                    help="hybrid (default): MiniLM embeddings + TF-IDF n-grams with a logistic-regression head "
+                         "trained on --train; embeddings / bow: either alone; zero-shot: similarity to label "
+                         "descriptions; generative: SmolLM2 scores each label")
     cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the embeddings method")
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")

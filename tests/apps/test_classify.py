@@ -42,7 +42,24 @@ def test_embeddings_method_learns_from_examples(encoder):
     r = classify([TEXTS[i] for i in test], "embeddings", train_texts=[TEXTS[i] for i in train],
                  train_labels=[LABELS[i] for i in train], true_labels=[LABELS[i] for i in test], encoder=encoder)
     assert r.metrics.accuracy >= 0.8 and set(r.predicted) <= {"pos", "neg"}
-    assert all(0.5 <= c <= 1 for c in r.confidence) and r.details["C"] in (0.1, 0.3, 1.0, 3.0, 10.0)
+    assert all(0.5 <= c <= 1 for c in r.confidence) and r.details["C"] in (0.3, 1.0, 3.0, 10.0)
+
+
+@pytest.mark.parametrize("method", ["bow", "hybrid"])
+def test_bow_and_hybrid_methods(encoder, method):
+    train, test = list(range(0, 24, 2)), list(range(1, 24, 2))
+    r = classify([TEXTS[i] for i in test], method, train_texts=[TEXTS[i] for i in train],
+                 train_labels=[LABELS[i] for i in train], true_labels=[LABELS[i] for i in test], encoder=encoder)
+    assert r.method == method and set(r.predicted) <= {"pos", "neg"} and r.details["features"] > 0
+    if method == "hybrid":
+        assert r.metrics.accuracy >= 0.8
+
+
+def test_bow_learns_shared_words():
+    train = ["good film", "good story and good cast", "really good", "bad film", "bad story, bad cast", "really bad"]
+    r = classify(["a good plot", "such a bad plot"], "bow", train_texts=train, train_labels=["p"] * 3 + ["n"] * 3,
+                 true_labels=["p", "n"])
+    assert r.predicted == ["p", "n"] and r.details["features"] > 5
 
 
 def test_zero_shot_needs_no_training(encoder):
@@ -105,7 +122,7 @@ def test_cli_writes_predictions_and_a_confusion_png(tmp_path, capsys):
     ("", [], "file is empty"),
     ("text;label\ngood;pos\n", [], "does not look comma-separated"),
     ("review,label\ngood,pos\n", [], "no column 'text'"),
-    ("text,label\ngood,pos\n", ["--method", "embeddings"], "needs --train"),
+    ("text,label\ngood,pos\n", [], "needs --train"),
 ], ids=["header only", "empty", "semicolons", "missing column", "no train"])
 def test_cli_bad_files(tmp_path, capsys, content, args, message):
     (tmp_path / "in.csv").write_text(content, encoding="utf-8")
