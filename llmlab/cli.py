@@ -332,7 +332,7 @@ def cmd_classify(args) -> int:
     if result.metrics:
         m = result.metrics
         print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}")
-        width = max(len(n) for n in m.per_class)
+        width = max(len("label"), *(len(n) for n in m.per_class))
         print(f"{'label':<{width}}  precision  recall      f1  support")
         for n, v in m.per_class.items():
             print(f"{n:<{width}}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}")
