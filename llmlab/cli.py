@@ -428,7 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--format", choices=["text", "json"], default="text")
     sm.set_defaults(func=cmd_similarity)
 
-    cl = sub.add_parser("classify", help="label the texts of a CSV file (embeddings, zero-shot or generative)",
+    cl = sub.add_parser("classify", help="label the texts of a CSV file (trained, zero-shot or generative)",
                         description="Predict a label for every row of FILE.csv. With --label-column, also "
                                     "prints accuracy, macro-F1 and a per-class table.")
     cl.add_argument("file", metavar="FILE.csv")
