@@ -130,3 +130,12 @@ def test_cli_bad_files(tmp_path, capsys, content, args, message):
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1
     assert not (tmp_path / "pred.csv").exists()
+
+
+def test_zero_shot_on_rotten_tomatoes_validation(shared_data, encoder):
+    rows = list(csv.DictReader(open(shared_data / "rotten_tomatoes" / "validation.csv", encoding="utf-8")))
+    descriptions = {"0": "A negative movie review: the film is bad, boring and disappointing.",
+                    "1": "A positive movie review: the film is great, moving and enjoyable."}
+    r = classify([x["text"] for x in rows], "zero-shot", labels=descriptions, true_labels=[x["label"] for x in rows],
+                 encoder=encoder)
+    assert len(rows) == 1066 and r.metrics.macro_f1 >= 0.70  # the bare labels reach only ~0.65
