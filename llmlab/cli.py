@@ -188,6 +188,18 @@ def cmd_chat(args) -> int:
     from llmlab.generate import ChatSession, ChatTemplate
     from llmlab.weights.registry import load_decoder
 
+    if args.list_presets:
+        from llmlab.apps.presets import presets
+
+        for name, prompt in presets().items():
+            print(f"{name:<12} {prompt}")
+        return 0
+    if args.preset:
+        from llmlab.apps.presets import preset
+
+        if args.system:
+            raise LlmlabError("give either --system or --preset, not both")
+        args.system = preset(args.preset)
     bundle = load_decoder(args.model, precision=args.precision)
     if not bundle.chat_template:
         raise LlmlabError(f"{args.model}: the model file has no chat template (tokenizer.chat_template)")
@@ -411,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Interactive chat. When stdin is not a terminal, every line is one user "
                                     "message and each answer is printed on its own line(s).")
     ch.add_argument("--system", metavar="TEXT", help="system prompt")
+    ch.add_argument("--preset", metavar="NAME", help="a named system prompt, e.g. chef (suggest dishes from "
+                    "ingredients); see --list-presets")
+    ch.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     generation_options(ch, 512, 0.2, "int4")
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 

@@ -72,3 +72,13 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
     (tmp_path / "latin1").write_bytes(b"caf\xe9")
     code, out, err = run(capsys, *[a.format(d=tmp_path) for a in args])
     assert code == 2 and err.startswith("llmlab: error: ") and message in err and err.count("\n") == 1
+
+
+def test_chat_presets(capsys, monkeypatch):
+    code, out, _ = run(capsys, "chat", "--list-presets")
+    assert code == 0 and out.startswith("assistant") and "\nchef " in out
+    monkeypatch.setattr("sys.stdin", io.StringIO("eggs, tomatoes, bread\n"))
+    code, out, _ = run(capsys, "chat", "--preset", "chef", "--temperature", "0", "--max-new-tokens", "48")
+    assert code == 0 and len(out.split()) > 10
+    code, _, err = run(capsys, "chat", "--preset", "pirate")
+    assert code == 2 and "unknown preset 'pirate' (known: assistant, chef" in err
