@@ -353,6 +353,42 @@ def cmd_classify(args) -> int:
     return 0
 
 
+# --- llmlab index / search ----------------------------------------------------------------
+def cmd_index(args) -> int:
+    from llmlab.apps.search import Index, read_documents
+
+    documents = read_documents(args.paths)
+    report = Index(args.index, create=True).add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet)
+    if args.format == "json":
+        print(json.dumps(report.__dict__))
+    else:
+        print(f"{report.indexed} file(s) indexed, {report.skipped} unchanged, {report.chunks} new chunks; "
+              f"{report.total_chunks} chunks in {args.index}")
+    return 0
+
+
+def cmd_search(args) -> int:
+    from llmlab.apps.search import Index
+
+    if args.queries:
+        queries = [q for q in decode_utf8(Path(args.queries).read_bytes(), args.queries).splitlines() if q.strip()]
+    elif args.query:
+        queries = [args.query]
+    else:
+        raise LlmlabError("give a QUERY or --queries FILE")
+    index = Index(args.index)
+    for query in queries:
+        hits = index.search(query, k=args.k, mode=args.mode)
+        if args.format == "json":
+            print(json.dumps({"query": query, "results": [h.__dict__ for h in hits]}, ensure_ascii=False))
+            continue
+        print(f"query: {query}")
+        for rank, h in enumerate(hits, start=1):
+            snippet = " ".join(h.text.split())
+            print(f"{rank:2d}. [{h.score:.4f}] {h.path} (chunk {h.chunk})\n    {snippet[:300]}")
+    return 0
+
+
 # --- argument parsing ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
@@ -463,6 +499,26 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)
+
+    ix = sub.add_parser("index", help="build or update a search index over .txt / .md files",
+                        description="Chunk files by tokens, embed with MiniLM and index for BM25, in DIR/index.sqlite. "
+                                    "Unchanged files are skipped on later runs.")
+    ix.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched for .txt and .md)")
+    ix.add_argument("--index", required=True, metavar="DIR")
+    ix.add_argument("--chunk-tokens", type=int, default=200, metavar="N")
+    ix.add_argument("--overlap", type=int, default=40, metavar="N")
+    ix.add_argument("--quiet", action="store_true", help="no progress bar")
+    ix.add_argument("--format", choices=["text", "json"], default="text")
+    ix.set_defaults(func=cmd_index)
+
+    se = sub.add_parser("search", help="ranked passages for a query from an index")
+    se.add_argument("query", nargs="?", metavar="QUERY")
+    se.add_argument("--index", required=True, metavar="DIR")
+    se.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    se.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    se.add_argument("--queries", metavar="FILE", help="one query per line; JSON: one object per line")
+    se.add_argument("--format", choices=["text", "json"], default="text")
+    se.set_defaults(func=cmd_search)
     return p
 
 

@@ -1,0 +1,91 @@
+"""Index and search small files written by the test: modes, incremental re-indexing, errors."""
+
+import json
+
+import pytest
+
+from llmlab.apps.search import Index, chunk_text, read_documents
+from llmlab.cli import main
+from llmlab.errors import LlmlabError
+
+FILES = {
+    "paris.txt": "Paris is the capital and largest city of France. The Eiffel Tower stands on the Champ de Mars.",
+    "tea.md": "# Tea\n\nGreen tea is made from unoxidized leaves. Brewing it below boiling keeps it from bitterness.",
+    "python.txt": "Python is a programming language. Its list comprehensions build lists from iterables in one line.",
+}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, text in FILES.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.mark.parametrize("mode, query", [
+    ("dense", "Which city is the French capital?"),
+    ("bm25", "Eiffel Tower"),
+    ("hybrid", "how to brew green tea"),
+])
+def test_each_mode_finds_the_right_file(corpus, tmp_path, mode, query):
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    expected = {"dense": "paris.txt", "bm25": "paris.txt", "hybrid": "tea.md"}[mode]
+    hits = index.search(query, k=3, mode=mode)
+    assert hits[0].path.endswith(expected) and hits[0].score > 0
+
+
+def test_dense_search_matches_meaning_without_shared_words(corpus, tmp_path):
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    # the query shares no word with python.txt ("a" and "in" aside), yet its meaning is closest
+    assert index.search("coding with a scripting language", mode="dense")[0].path.endswith("python.txt")
+
+
+def test_reindexing_skips_unchanged_files(corpus, tmp_path):
+    index = Index(tmp_path / "ix", create=True)
+    first = index.add(read_documents([corpus]))
+    assert (first.indexed, first.skipped) == (3, 0) and first.total_chunks == 3
+    (corpus / "tea.md").write_text("Black tea is fully oxidized.", encoding="utf-8")
+    second = Index(tmp_path / "ix").add(read_documents([corpus]))
+    assert (second.indexed, second.skipped, second.total_chunks) == (1, 2, 3)
+    assert Index(tmp_path / "ix").search("oxidized black tea", mode="bm25")[0].text == "Black tea is fully oxidized."
+
+
+def test_chunks_overlap():
+    from llmlab.tokenize import load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    text = " ".join(f"word{i}" for i in range(300))
+    chunks = chunk_text(text, tok, chunk_tokens=50, overlap=10)
+    assert len(chunks) > 5 and all(len(tok.encode(c)) <= 51 for c in chunks)
+    assert chunks[0].split()[-1] in chunks[1]  # the end of one chunk starts the next
+
+
+def test_errors(tmp_path, corpus):
+    with pytest.raises(LlmlabError, match="no index here"):
+        Index(tmp_path / "none")
+    empty = Index(tmp_path / "empty", create=True)
+    with pytest.raises(LlmlabError, match="the index is empty"):
+        empty.search("anything")
+    with pytest.raises(LlmlabError, match="no such file or folder"):
+        read_documents([tmp_path / "missing"])
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9")
+    with pytest.raises(LlmlabError, match="not valid UTF-8"):
+        read_documents([tmp_path / "bad.txt"])
+
+
+def test_cli_index_and_search_json(corpus, tmp_path, capsys):
+    assert main(["index", str(corpus), "--index", str(tmp_path / "ix"), "--quiet", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["indexed"] == 3
+    queries = tmp_path / "q.txt"
+    queries.write_text("Eiffel Tower\nlist comprehensions\n", encoding="utf-8")
+    assert main(["search", "--index", str(tmp_path / "ix"), "--queries", str(queries), "--format", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["query"] for line in lines] == ["Eiffel Tower", "list comprehensions"]
+    assert lines[0]["results"][0]["path"].endswith("paris.txt")
+    assert lines[1]["results"][0]["path"].endswith("python.txt")
+    assert main(["search", "anything", "--index", str(tmp_path / "nowhere")]) == 2
+    assert "no index here" in capsys.readouterr().err
