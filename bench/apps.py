@@ -9,7 +9,12 @@ Classification (`llmlab classify`):
 - banking77 (77 intents), a stratified 80/20 split of train.csv (seed 0), accuracy and
   macro-F1: llmlab embeddings / bow / hybrid vs the same peer.
 
+Search (`llmlab index` / `llmlab search`) on SciFact (BEIR): nDCG@10 and recall@100 over the
+809 train queries for dense, BM25 and hybrid, and index build time; peer: sentence-transformers
+dense on whole abstracts + `rank_bm25` (BM25Okapi on lower-cased words), fused by reciprocal rank.
+
     .venv/bin/python bench/apps.py [--data ../shared/data] [--json out.json] [--skip-generative]
+                                   [--only classify|search]
 """
 
 import os
@@ -74,12 +79,109 @@ def ours(method, train_x, train_y, test_x, test_y, **kw):
             **({"C": r.details["C"]} if "C" in r.details else {})}
 
 
+def ndcg_recall(ranked: dict[str, list[str]], qrels: dict[str, set[str]]) -> tuple[float, float]:
+    """Mean nDCG@10 (binary relevance) and recall@100 over the queries with judgments."""
+    import math
+
+    ndcg, recall = [], []
+    for q, relevant in qrels.items():
+        docs = ranked.get(q, [])
+        dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(docs[:10]) if d in relevant)
+        ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+        ndcg.append(dcg / ideal)
+        recall.append(len(relevant & set(docs[:100])) / len(relevant))
+    return sum(ndcg) / len(ndcg), sum(recall) / len(recall)
+
+
+def search_bench(data: Path) -> dict:
+    import re
+    import tempfile
+
+    import numpy as np
+
+    from llmlab.apps.search import Index
+
+    folder = data / "retrieval" / "scifact"
+    docs = {}
+    for part in sorted(folder.glob("corpus.part*.jsonl")):
+        for line in part.read_text(encoding="utf-8").splitlines():
+            d = json.loads(line)
+            docs[d["_id"]] = (d.get("title", "") + ". " + d["text"]).strip()
+    queries = {json.loads(x)["_id"]: json.loads(x)["text"]
+               for x in (folder / "queries_train.jsonl").read_text(encoding="utf-8").splitlines()}
+    qrels: dict[str, set[str]] = {}
+    for line in (folder / "qrels_train.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        q, d, score = line.split("\t")
+        if int(score) > 0:
+            qrels.setdefault(q, set()).add(d)
+    qrels = {q: r for q, r in qrels.items() if q in queries}
+    out = {"documents": len(docs), "queries": len(qrels)}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index(tmp, create=True)
+        start = time.perf_counter()
+        report = index.add(list(docs.items()))
+        out["llmlab_index_s"], out["chunks"] = time.perf_counter() - start, report.total_chunks
+        for mode in ("dense", "bm25", "hybrid"):
+            ranked = {}
+            for q in qrels:
+                seen = []
+                for hit in index.search(queries[q], k=300, mode=mode):  # chunks -> documents, best first
+                    if hit.path not in seen:
+                        seen.append(hit.path)
+                ranked[q] = seen
+            out[f"llmlab_{mode}"] = ndcg_recall(ranked, qrels)
+
+    from rank_bm25 import BM25Okapi
+    from sentence_transformers import SentenceTransformer
+
+    from llmlab.packages import minilm_dir
+
+    ids = list(docs)
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    start = time.perf_counter()
+    matrix = st.encode([docs[i] for i in ids], batch_size=32, normalize_embeddings=True)
+    out["peer_embed_s"] = time.perf_counter() - start
+    bm25 = BM25Okapi([re.findall(r"\w+", docs[i].lower()) for i in ids])
+    dense, sparse, hybrid = {}, {}, {}
+    for q in qrels:
+        v = st.encode([queries[q]], normalize_embeddings=True)[0]
+        d_rank = [ids[i] for i in np.argsort(-(matrix @ v))[:100]]
+        s_rank = [ids[i] for i in np.argsort(-bm25.get_scores(re.findall(r"\w+", queries[q].lower())))[:100]]
+        fused: dict[str, float] = {}
+        for ranking in (d_rank, s_rank):
+            for r, d in enumerate(ranking):
+                fused[d] = fused.get(d, 0.0) + 1 / (60 + r + 1)
+        dense[q], sparse[q], hybrid[q] = d_rank, s_rank, sorted(fused, key=lambda d: -fused[d])
+    out["peer_dense"], out["peer_bm25"], out["peer_hybrid"] = (ndcg_recall(r, qrels) for r in (dense, sparse, hybrid))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description="app benchmarks vs the peer pipelines")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--skip-generative", action="store_true", help="skip the slow generative method")
+    ap.add_argument("--only", choices=["classify", "search"], help="run one part only")
     args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=REPO).stdout.strip()
+    search = {}
+    if args.only != "classify":
+        s = search = search_bench(args.data)
+        print(f"\n## Search, SciFact ({s['documents']} abstracts, {s['queries']} train queries; commit {commit})\n")
+        print("| pipeline | nDCG@10 | recall@100 |")
+        print("|---|---:|---:|")
+        for who in ("peer", "llmlab"):
+            for mode in ("dense", "bm25", "hybrid"):
+                ndcg, rec = s[f"{who}_{mode}"]
+                print(f"| {who} {mode} | {ndcg:.4f} | {rec:.4f} |")
+        print(f"\nllmlab index build: {s['llmlab_index_s']:.1f} s for {s['chunks']} chunks "
+              f"(peer embedding time {s['peer_embed_s']:.1f} s)\n")
+        if args.only == "search":
+            if args.json:
+                args.json.write_text(json.dumps({"commit": commit, "search": s}, indent=1))
+            return
     if not (args.data / "rotten_tomatoes").is_dir():
         raise SystemExit(f"data sets not found under {args.data}; the app benchmarks need ../shared/data")
     from sklearn.model_selection import train_test_split
@@ -112,8 +214,6 @@ def main():
     bk["llmlab zero-shot (label names)"] = ours("zero-shot", None, None, bvx, bvy, labels=names, encoder=encoder)
     results["banking77"] = bk
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=REPO).stdout.strip()
     print(f"\n## Classification ({os.cpu_count()} cores, commit {commit})\n")
     for data, rows in results.items():
         print(f"{data}: " + ("train -> validation" if data == "rotten_tomatoes" else "stratified 80/20 split of "
@@ -129,7 +229,8 @@ def main():
                 print(f"| {name} | {r['accuracy']:.4f} | {r['macro_f1']:.4f} |")
         print()
     if args.json:
-        args.json.write_text(json.dumps({"commit": commit, **results}, indent=1))
+        args.json.write_text(json.dumps({"commit": commit, **results, **({"search": search} if search else {})},
+                                        indent=1))
 
 
 if __name__ == "__main__":

@@ -97,26 +97,36 @@ class Index:
 
         tokenizer = load_tokenizer("smollm2")
         indexed = skipped = written = 0
-        bar = tqdm(documents, desc="indexing", unit="file", disable=not progress)
-        for name, text in bar:
+        pending: list[tuple] = []  # (name, digest, old doc id, chunks): embedded together, ~256 chunks at a time
+
+        def flush():
+            nonlocal indexed, written
+            texts = [c for *_, chunks in pending for c in chunks]
+            vectors = iter(self.encoder().encode(texts).numpy().astype(np.float32)) if texts else iter(())
+            for name, digest, old, chunks in pending:
+                with self.db:  # one transaction per document
+                    if old is not None:
+                        self._delete(old)
+                    doc = self.db.execute("INSERT OR REPLACE INTO docs (path, sha256) VALUES (?, ?)",
+                                          (name, digest)).lastrowid
+                    for n, chunk in enumerate(chunks):
+                        cid = self.db.execute("INSERT INTO chunks (doc, n, text, vector) VALUES (?, ?, ?, ?)",
+                                              (doc, n, chunk, next(vectors).tobytes())).lastrowid
+                        self.db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cid, chunk))
+                indexed += 1
+                written += len(chunks)
+            pending.clear()
+
+        for name, text in tqdm(documents, desc="indexing", unit="file", disable=not progress):
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             row = self.db.execute("SELECT id, sha256 FROM docs WHERE path = ?", (name,)).fetchone()
             if row and row[1] == digest:
                 skipped += 1
                 continue
-            chunks = chunk_text(text, tokenizer, chunk_tokens, overlap)
-            vectors = self.encoder().encode(chunks).numpy().astype(np.float32) if chunks else []
-            with self.db:  # one transaction per document
-                if row:
-                    self._delete(row[0])
-                doc = self.db.execute("INSERT OR REPLACE INTO docs (path, sha256) VALUES (?, ?)",
-                                      (name, digest)).lastrowid
-                for n, (chunk, vector) in enumerate(zip(chunks, vectors)):
-                    cid = self.db.execute("INSERT INTO chunks (doc, n, text, vector) VALUES (?, ?, ?, ?)",
-                                          (doc, n, chunk, vector.tobytes())).lastrowid
-                    self.db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cid, chunk))
-            indexed += 1
-            written += len(chunks)
+            pending.append((name, digest, row[0] if row else None, chunk_text(text, tokenizer, chunk_tokens, overlap)))
+            if sum(len(p[3]) for p in pending) >= 256:
+                flush()
+        flush()
         self._vectors = None
         total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         return IndexReport(len(documents), indexed, skipped, written, total)
