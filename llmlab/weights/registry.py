@@ -55,11 +55,9 @@ def load_encoder(name_or_path: str | Path = "minilm"):
 def _hf_decoder(folder: Path):
     """An HF Llama / GPT-2 folder: weights from model.safetensors, tokenizer from tokenizer.json,
     chat template from tokenizer_config.json when it has one."""
-    import json
-
     from llmlab.tokenize import load_tokenizer
     from llmlab.weights.gguf import DecoderBundle
-    from llmlab.weights.hf import load_hf_decoder
+    from llmlab.weights.hf import load_hf_decoder, read_json
 
     model, cfg = load_hf_decoder(folder)
     if not (folder / "tokenizer.json").is_file():
@@ -67,7 +65,7 @@ def _hf_decoder(folder: Path):
     tokenizer = load_tokenizer(folder / "tokenizer.json")
     template, config = None, {}
     if (folder / "tokenizer_config.json").is_file():
-        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        config = read_json(folder / "tokenizer_config.json")
         template = config.get("chat_template")
     eos = config.get("eos_token")
     if isinstance(eos, str) and eos in tokenizer.special_tokens:

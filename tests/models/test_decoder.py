@@ -121,3 +121,15 @@ def test_hf_folder_loads_through_the_registry(llama_pair, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(bundle.model(ids), hf(ids).logits, rtol=1e-4, atol=1e-5)
     assert bundle.tokenizer.vocab_size == 260 and bundle.config.n_kv_heads == 2
+
+
+def test_malformed_tokenizer_config_is_one_clear_error(llama_pair, tmp_path):
+    from llmlab.errors import LlmlabError
+    from llmlab.tokenize import train_bpe
+    from llmlab.weights.registry import load_decoder
+
+    llama_pair[1].save_pretrained(tmp_path)
+    train_bpe(["hello world " * 50], vocab_size=260, progress=False).save(tmp_path)
+    (tmp_path / "tokenizer_config.json").write_text("{broken", encoding="utf-8")
+    with pytest.raises(LlmlabError, match="tokenizer_config.json: invalid JSON"):
+        load_decoder(tmp_path)
