@@ -371,7 +371,9 @@ def cmd_search(args) -> int:
     from llmlab.apps.search import Index
 
     if args.queries:
-        queries = [q for q in decode_utf8(Path(args.queries).read_bytes(), args.queries).splitlines() if q.strip()]
+        from llmlab.fileio import read_text
+
+        queries = [q for q in read_text(args.queries).splitlines() if q.strip()]
     elif args.query:
         queries = [args.query]
     else:

@@ -89,3 +89,5 @@ def test_cli_index_and_search_json(corpus, tmp_path, capsys):
     assert lines[1]["results"][0]["path"].endswith("python.txt")
     assert main(["search", "anything", "--index", str(tmp_path / "nowhere")]) == 2
     assert "no index here" in capsys.readouterr().err
+    assert main(["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "missing.txt")]) == 2
+    assert "missing.txt: no such file" in capsys.readouterr().err
