@@ -154,7 +154,7 @@ class Index:
                 for rank, (cid, _) in enumerate(ranking):
                     fused[cid] = fused.get(cid, 0.0) + 1 / (60 + rank + 1)
             ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        return [self._hit(cid, score) for cid, score in ranked]
+        return self._hits(ranked)
 
     def _dense(self, query: str, k: int) -> list[tuple[int, float]]:
         if self._vectors is None:
@@ -178,10 +178,15 @@ class Index:
                                "ORDER BY bm25(chunks_fts) LIMIT ?", (match, k)).fetchall()
         return [(int(r), -float(s)) for r, s in rows]  # FTS5 scores are negated BM25
 
-    def _hit(self, cid: int, score: float) -> Hit:
-        path, n, text = self.db.execute("SELECT docs.path, chunks.n, chunks.text FROM chunks JOIN docs "
-                                        "ON docs.id = chunks.doc WHERE chunks.id = ?", (cid,)).fetchone()
-        return Hit(path, n, score, text)
+    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs, in their order, fetched in one query."""
+        if not ranked:
+            return []
+        marks = ",".join("?" * len(ranked))
+        rows = {cid: (path, n, text) for cid, path, n, text in self.db.execute(
+            f"SELECT chunks.id, docs.path, chunks.n, chunks.text FROM chunks JOIN docs ON docs.id = chunks.doc "
+            f"WHERE chunks.id IN ({marks})", [cid for cid, _ in ranked])}
+        return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
 
 
 def read_documents(paths: list[str | Path]) -> list[tuple[str, str]]:
