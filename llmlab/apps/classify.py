@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from llmlab.errors import LlmlabError
+from llmlab.fileio import atomic_write_bytes
 
 METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative")
 SUPERVISED = ("hybrid", "embeddings", "bow")
@@ -214,8 +215,7 @@ def _continuation_logprobs(model, prompt: list[int], options: list[list[int]]) -
 
 def confusion_png(result: Classification, path) -> None:
     """Write the confusion matrix as a PNG (atomically)."""
-    import os
-    import tempfile
+    import io
 
     import matplotlib
 
@@ -239,13 +239,7 @@ def confusion_png(result: Classification, path) -> None:
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                         color="white" if cm[i, j] > cm.max() / 2 else "black")
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, png.getvalue())
