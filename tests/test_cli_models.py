@@ -55,6 +55,18 @@ def test_similarity_matrix(capsys):
     assert code == 0 and len(out.splitlines()) == 4 and "1.000" in out
 
 
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """A GGUF file cut short (20 MB, written once) and a Latin-1 text file."""
+    from llmlab.packages import smollm2_gguf
+
+    folder = tmp_path_factory.mktemp("bad")
+    with open(smollm2_gguf(), "rb") as f:
+        (folder / "cut.gguf").write_bytes(f.read(20_000_000))
+    (folder / "latin1").write_bytes(b"caf\xe9")
+    return folder
+
+
 @pytest.mark.parametrize("args, message", [
     (["complete", ""], "empty input"),
     (["complete", "--model", "nope", "hi"], "unknown model 'nope'"),
@@ -64,13 +76,8 @@ def test_similarity_matrix(capsys):
     (["embed", "--model", "{d}", "x"], "no config.json"),
     (["similarity", "only one"], "at least two texts"),
 ], ids=["empty prompt", "unknown model", "cut gguf", "latin1", "zero tokens", "bad encoder", "one text"])
-def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, args, message):
-    from llmlab.packages import smollm2_gguf
-
-    with open(smollm2_gguf(), "rb") as f:
-        (tmp_path / "cut.gguf").write_bytes(f.read(20_000_000))
-    (tmp_path / "latin1").write_bytes(b"caf\xe9")
-    code, out, err = run(capsys, *[a.format(d=tmp_path) for a in args])
+def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, args, message):
+    code, out, err = run(capsys, *[a.format(d=bad_files) for a in args])
     assert code == 2 and err.startswith("llmlab: error: ") and message in err and err.count("\n") == 1
 
 
