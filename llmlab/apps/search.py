@@ -86,7 +86,7 @@ class Index:
         if self._encoder is None:
             from llmlab.weights.registry import load_encoder
 
-            self._encoder = load_encoder("minilm")
+            self._encoder = load_encoder("minilm", precision="auto")
         return self._encoder
 
     # --- building ---------------------------------------------------------------------------

@@ -42,14 +42,14 @@ def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
     return load_gguf(path, name=str(path), precision=precision)
 
 
-def load_encoder(name_or_path: str | Path = "minilm"):
-    """A `SentenceEncoder` by name or path."""
+def load_encoder(name_or_path: str | Path = "minilm", precision: str = "fp32"):
+    """A `SentenceEncoder` by name or path, in ``fp32``, ``bf16`` or ``auto`` precision
+    (see `SentenceEncoder.to_precision`)."""
     from llmlab.weights.hf import load_sentence_encoder
 
     key = str(name_or_path)
-    if key in ENCODERS:
-        return load_sentence_encoder(packages.minilm_dir())
-    return load_sentence_encoder(_existing(key, ENCODERS))
+    folder = packages.minilm_dir() if key in ENCODERS else _existing(key, ENCODERS)
+    return load_sentence_encoder(folder).to_precision(precision)
 
 
 def _hf_decoder(folder: Path):

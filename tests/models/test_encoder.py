@@ -180,6 +180,20 @@ def test_batching_and_order_do_not_change_vectors(ours):
     assert ours.encode([]).shape == (0, ours.dim) and ours.dim == 384
 
 
+def test_bf16_precision_keeps_the_vectors():
+    """The bf16 encoder (fast on AMX CPUs) stays within cosine 0.999 of fp32; it is a separate copy."""
+    from llmlab.weights.registry import load_encoder
+
+    fp32, bf16 = load_encoder("minilm"), load_encoder("minilm", precision="bf16")
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    texts = sentences_500()[:64]
+    a, b = fp32.encode(texts), bf16.encode(texts)
+    assert b.dtype == torch.float32 and F.cosine_similarity(a, b).min() >= 0.999
+    assert load_encoder("minilm", precision="auto").precision in ("fp32", "bf16")
+    with pytest.raises(LlmlabError, match="precision"):
+        load_encoder("minilm", precision="int3")
+
+
 def read_stsb(path: Path) -> tuple[list[float], list[str], list[str]]:
     """Gold scores and sentence pairs of an STS-B file: tab-separated, no quoting (see its SOURCE.md)."""
     scores, first, second = [], [], []
