@@ -1,0 +1,211 @@
+"""llmlab.apps.topics: themes found in synthetic tickets, c-TF-IDF against BERTopic, files, errors."""
+
+import csv
+import itertools
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from llmlab.apps.topics import Topic, _clean_name, class_tfidf, keywords, representatives, topics
+from llmlab.cli import main
+
+# Four clearly distinct themes, 24 tickets each, plus two texts that belong to none.
+THEMES = {
+    "password": (["I forgot my password", "my password reset link does not work",
+                  "the login page rejects my password", "I cannot log in since the password change"],
+                 ["and I am locked out of my account.", "please help me log in again.",
+                  "what should I do about the password?", "how do I reset the password?",
+                  "the password reset email never comes.", "my login keeps failing."]),
+    "refund": (["I returned the shoes", "the jacket I sent back was damaged",
+                "I cancelled my order", "the blender arrived broken"],
+               ["and I still have no refund.", "when will I get my refund?",
+                "please refund the money to my card.", "I want a full refund.",
+                "how long does a refund take?", "the refund has not arrived."]),
+    "delivery": (["My parcel is late", "the package has not been delivered",
+                  "the courier lost my parcel", "tracking shows no delivery update"],
+                 ["for two weeks now.", "where is my delivery?", "the delivery date has passed.",
+                  "can you check the parcel tracking?", "the courier never came.", "is shipping delayed?"]),
+    "invoice": (["My invoice shows a double charge", "I was billed twice on the invoice",
+                 "the invoice amount is wrong", "there is an unknown charge on my invoice"],
+                ["for this month.", "please correct the invoice.", "why was my card charged twice?",
+                 "I need a corrected invoice.", "the billing total is too high.", "can billing explain the charge?"]),
+}
+OFF_TOPIC = ["Quantum chromodynamics describes the strong interaction between quarks and gluons.",
+             "The recipe needs three ripe tomatoes, basil and a splash of olive oil."]
+
+
+def tickets() -> tuple[list[str], list[str]]:
+    texts, themes = [], []
+    for theme, (starts, ends) in THEMES.items():
+        for s, e in itertools.product(starts, ends):
+            texts.append(f"{s} {e}")
+            themes.append(theme)
+    order = np.random.default_rng(0).permutation(len(texts))  # themes interleaved, as in a real inbox
+    return [texts[i] for i in order] + OFF_TOPIC, [themes[i] for i in order] + ["none", "none"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    from llmlab.weights.registry import load_encoder
+
+    texts, themes = tickets()
+    x = load_encoder("minilm").encode(texts).numpy()
+    return texts, themes, x
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    texts, _, x = data
+    return topics(texts, embeddings=x, seed=0)
+
+
+def test_finds_the_themes(data, result):
+    from sklearn.metrics import normalized_mutual_info_score
+
+    texts, themes, _ = data
+    assert len(result.topics) == 4
+    assigned = np.array(result.assignments)
+    on_topic = assigned[: -len(OFF_TOPIC)]
+    assert normalized_mutual_info_score(themes[: -len(OFF_TOPIC)], on_topic) > 0.95
+    assert (on_topic >= 0).mean() > 0.95
+    assert assigned[-len(OFF_TOPIC):].tolist() == [-1] * len(OFF_TOPIC)  # about nothing in the inbox
+    assert result.outliers >= len(OFF_TOPIC)
+    assert [t.size for t in result.topics] == sorted((t.size for t in result.topics), reverse=True)
+    assert sum(t.size for t in result.topics) + result.outliers == len(texts)
+    assert all(0 < t.share < 1 for t in result.topics)
+
+
+def test_keywords_are_the_theme_words(data, result):
+    _, themes, _ = data
+    assigned = np.array(result.assignments)
+    theme_words = {"password": {"password", "login", "log", "reset"}, "refund": {"refund", "returned"},
+                   "delivery": {"parcel", "delivery", "courier", "tracking", "delivered"},
+                   "invoice": {"invoice", "charge", "billing", "charged", "billed"}}
+    for t in result.topics:
+        theme = max(set(themes), key=lambda th: ((assigned == t.id) & (np.array(themes) == th)).sum())
+        assert set(t.keywords[:3]) & theme_words[theme], (theme, t.keywords)
+        assert not set(t.keywords) & {"the", "my", "i", "and", "is"}  # stop words are dropped
+        assert len(t.representatives) == 3
+        assert all(themes[r] == theme for r in t.representative_rows)
+
+
+def test_deterministic_with_a_seed(data, result):
+    texts, _, x = data
+    again = topics(texts, embeddings=x, seed=0)
+    assert again.assignments == result.assignments
+    assert [t.keywords for t in again.topics] == [t.keywords for t in result.topics]
+
+
+def test_class_tfidf_matches_bertopic_and_the_formula():
+    from bertopic.vectorizers import ClassTfidfTransformer
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(0, 5, size=(4, 12)).astype(float)
+    counts[:, 0] += 1  # every word occurs somewhere
+    counts[:, 1] += 1
+    counts[0, -1] += (4 - counts.sum() % 4) % 4  # mean class total is a whole number (BERTopic rounds it down)
+    ours = class_tfidf(sp.csr_matrix(counts))
+    peer = ClassTfidfTransformer().fit_transform(sp.csr_matrix(counts)).toarray()
+    np.testing.assert_allclose(ours, peer, rtol=1e-12, atol=1e-12)
+    tf = counts / counts.sum(axis=1, keepdims=True)
+    direct = tf * np.log(1 + counts.sum(axis=1).mean() / counts.sum(axis=0))
+    np.testing.assert_allclose(ours, direct, rtol=1e-12)
+
+
+def test_keywords_and_representatives_by_hand():
+    texts = ["apple banana", "apple cherry", "apple banana", "dog cat", "dog cat fish", "the zebra"]
+    labels = np.array([0, 0, 0, 1, 1, -1])
+    words = keywords(texts, labels, n=2)
+    assert words[0][0] == "apple" and words[1][0] in ("dog", "cat")
+    assert "the" not in words[0] + words[1]
+    x = np.array([[1, 0], [0.8, 0.6], [1, 0.05], [0, 1], [0.6, 0.8], [0.7, 0.7]])
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    reps = representatives(x, labels, n=2)
+    assert reps[0] == [2, 0] and reps[1] == [3, 4] or reps[1] == [4, 3]
+    assert all(labels[r] == t for t, rows in enumerate(reps) for r in rows)
+
+
+def test_clean_name():
+    assert _clean_name(' "Password reset problems."\n') == "Password reset problems"
+    assert _clean_name("Name: Late deliveries") == "Late deliveries"
+    assert _clean_name("I'm sorry for your loss") == ""  # not a name: the topic keeps its keyword name
+    assert _clean_name("Package lost in shipping can be checked by checking the tracking") == ""
+
+
+def test_llm_names(smollm2_model):  # the session's fp32 SmolLM2, shared with other tests
+    from llmlab.apps.topics import llm_names
+
+    found = [Topic(0, "refund, returned", 24, 0.25, ["refund", "returned", "money", "order"],
+                   ["I returned the shoes and I still have no refund.", "when will I get my refund?",
+                    "I want a full refund."], [0, 1, 2])]
+    name = llm_names(found, decoder=smollm2_model)[0]
+    assert 0 < len(name) <= 60 and "\n" not in name
+    assert "refund" in name.lower()
+
+
+# --- the command line ---------------------------------------------------------------------------------
+def write_tickets(path, texts, column="ticket"):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", column])
+        w.writerows(enumerate(texts))
+
+
+def test_cli_writes_all_files(data, tmp_path, capsys):
+    texts, themes, _ = data
+    src, out = tmp_path / "tickets.csv", tmp_path / "out"
+    write_tickets(src, texts)
+    assert main(["topics", str(src), "--text-column", "ticket", "--out", str(out), "--quiet", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert len(doc["topics"]) == 4 and doc["texts"] == len(texts)
+    assert sorted(p.name for p in out.iterdir()) == ["assignments.csv", "report.md", "topics.csv", "topics_map.png"]
+    with open(out / "assignments.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "ticket", "topic", "topic_name"]
+    assert [r["ticket"] for r in rows] == texts
+    names = {t["id"]: t["name"] for t in doc["topics"]}
+    for r in rows:
+        assert r["topic_name"] == ("outlier" if r["topic"] == "-1" else names[int(r["topic"])])
+    assert [r["topic"] for r in rows[-len(OFF_TOPIC):]] == ["-1"] * len(OFF_TOPIC)
+    with open(out / "topics.csv", encoding="utf-8", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [r["topic"] for r in table] == ["0", "1", "2", "3", "-1"]
+    assert sum(int(r["size"]) for r in table) == len(texts)
+    assert (out / "topics_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "topics_map.png" in report and "| topic | name | size | share | keywords |" in report
+    assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing column", "no column 'ticket'"),
+    ("empty", "file is empty"),
+    ("too few", "too few for topics of at least 10"),
+    ("latin-1", "not valid UTF-8"),
+    ("header only", "no data rows"),
+])
+def test_cli_bad_input(tmp_path, capsys, case, message):
+    src, out = tmp_path / "in.csv", tmp_path / "out"
+    if case == "missing column":
+        write_tickets(src, ["a", "b"], column="text")
+    elif case == "empty":
+        src.write_bytes(b"")
+    elif case == "too few":
+        write_tickets(src, [f"ticket {i}" for i in range(12)])
+    elif case == "latin-1":
+        src.write_bytes("id,ticket\n1,caf\u00e9 ferm\u00e9\n".encode("latin-1"))
+    else:
+        src.write_text("id,ticket\n", encoding="utf-8")
+    assert main(["topics", str(src), "--text-column", "ticket", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmlab: error: ") and err.count("\n") == 1 and message in err
+    assert not out.exists()
+
+
+def test_cli_min_topic_size_below_two(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    write_tickets(src, [f"ticket {i}" for i in range(30)])
+    assert main(["topics", str(src), "--text-column", "ticket", "--min-topic-size", "1", "--quiet"]) == 2
+    assert "at least 2" in capsys.readouterr().err
