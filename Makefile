@@ -28,9 +28,11 @@ bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/models.py
 	$(PY) bench/apps.py
+	$(PY) bench/topics.py
 
 bench-apps: setup
 	$(PY) bench/apps.py
+	$(PY) bench/topics.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
