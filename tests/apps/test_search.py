@@ -54,6 +54,30 @@ def test_reindexing_skips_unchanged_files(corpus, tmp_path):
     assert Index(tmp_path / "ix").search("oxidized black tea", mode="bm25")[0].text == "Black tea is fully oxidized."
 
 
+def test_bm25_matches_word_forms_by_stem(corpus, tmp_path):
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    # "capitals", "cities" and "brews" occur nowhere; their stems do
+    assert index.search("capitals cities", mode="bm25")[0].path.endswith("paris.txt")
+    assert index.search("brews", mode="bm25")[0].path.endswith("tea.md")
+
+
+def test_index_in_an_older_format_is_refused(tmp_path):
+    import sqlite3
+
+    (tmp_path / "old").mkdir()
+    db = sqlite3.connect(tmp_path / "old" / "index.sqlite")  # the first format: no schema version, plain FTS
+    db.executescript("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);"
+                     "CREATE TABLE docs (id INTEGER PRIMARY KEY, path TEXT UNIQUE, sha256 TEXT);"
+                     "INSERT INTO docs (path, sha256) VALUES ('a.txt', 'x');")
+    db.commit()
+    db.close()
+    with pytest.raises(LlmlabError, match="older format"):
+        Index(tmp_path / "old")
+    Index(tmp_path / "new", create=True)
+    assert Index(tmp_path / "new").db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+
+
 def test_chunks_overlap():
     from llmlab.tokenize import load_tokenizer
 
