@@ -26,11 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from llmlab.errors import LlmlabError
-from llmlab.fileio import decode_utf8
 
 INDEX_FILE = "index.sqlite"
 MODES = ("hybrid", "dense", "bm25")
-TEXT_SUFFIXES = (".txt", ".md")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, path TEXT UNIQUE, sha256 TEXT);
@@ -202,16 +200,30 @@ class Index:
         return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
 
 
-def read_documents(paths: list[str | Path]) -> list[tuple[str, str]]:
-    """(path, text) of every .txt / .md file given or found under the folders given."""
-    files: list[Path] = []
+def read_documents(paths: list[str | Path], skipped: list[str] | None = None) -> list[tuple[str, str]]:
+    """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf).
+
+    A file named explicitly that cannot be read is an error. A file found in a folder that
+    cannot be read (empty, not UTF-8, a scanned PDF...) is an error too, unless ``skipped`` is
+    a list: then its one-line reason is appended there and the file is left out."""
+    from llmlab.apps.documents import SUFFIXES, read_document
+
+    found: list[tuple[Path, bool]] = []  # (file, named explicitly)
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in TEXT_SUFFIXES and f.is_file())
+            found += [(f, False) for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES and f.is_file()]
         elif p.is_file():
-            files.append(p)
+            found.append((p, True))
         else:
             raise LlmlabError(f"{p}: no such file or folder")
-    if not files:
-        raise LlmlabError("no .txt or .md files to index")
-    return [(str(f.resolve()), decode_utf8(f.read_bytes(), str(f))) for f in files]
+    if not found:
+        raise LlmlabError(f"no documents to index ({', '.join(SUFFIXES)})")
+    documents = []
+    for f, explicit in found:
+        try:
+            documents.append((str(f.resolve()), read_document(f)))
+        except LlmlabError as e:
+            if explicit or skipped is None:
+                raise
+            skipped.append(str(e))
+    return documents

@@ -101,6 +101,21 @@ def test_errors(tmp_path, corpus):
         read_documents([tmp_path / "bad.txt"])
 
 
+def test_folders_hold_html_and_pdf_and_unreadable_files_are_skipped(corpus, tmp_path):
+    (corpus / "page.html").write_text("<html><script>var x;</script><body><h1>Ferns</h1><p>Ferns grow from spores."
+                                      "</p></body></html>", encoding="utf-8")
+    (corpus / "empty.txt").write_text("", encoding="utf-8")
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    skipped: list[str] = []
+    documents = dict(read_documents([corpus], skipped))
+    assert len(documents) == 4 and len(skipped) == 2
+    page = next(text for path, text in documents.items() if path.endswith("page.html"))
+    assert "Ferns grow from spores." in page and "var x" not in page
+    assert any("empty.txt" in r for r in skipped) and any("broken.pdf" in r for r in skipped)
+    with pytest.raises(LlmlabError, match="broken.pdf"):  # without a list for skipped files: an error
+        read_documents([corpus])
+
+
 def test_cli_index_and_search_json(corpus, tmp_path, capsys):
     assert main(["index", str(corpus), "--index", str(tmp_path / "ix"), "--quiet", "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["indexed"] == 3

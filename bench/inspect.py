@@ -1,0 +1,163 @@
+"""Measurements behind `llmlab ask` and `llmlab inspect`, on real data.
+
+calibrate: the relevance threshold (llmlab.apps.ask.RELEVANCE). SciFact claims are split in
+  two halves (seed 0): the abstracts relevant to the first half are chunked and embedded as
+  `llmlab index` would (200-token chunks, overlap 40, MiniLM); for every claim the best chunk's
+  cosine similarity is taken. First-half claims are answerable (their abstract is there),
+  second-half claims are in-domain but unanswerable (their abstract is not), banking77
+  customer questions are off-topic. The table shows what each threshold keeps and rejects.
+
+summarize: DialogSum dev (the first N dialogues in file order), ROUGE-L F1 (longest common
+  subsequence of lower-cased word tokens; Lin 2004, F with beta = 1) against the reference
+  summary, for: SmolLM2's summary (`inspect(summary=True)`, int4, greedy), the extractive
+  central sentences (MiniLM centroid, 3 sentences), and lead-3 (the first three sentences).
+
+    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|summarize] [-n 20]
+"""
+
+import os
+import sys
+
+# bench/inspect.py shares its name with the standard library's `inspect`: keep this folder off
+# the import path so `import inspect` (dataclasses, torch, ...) finds the real module.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
+
+import argparse  # noqa: E402
+import csv  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+# --- ROUGE-L -----------------------------------------------------------------------------------
+def words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def lcs(a: list[str], b: list[str]) -> int:
+    """Length of the longest common subsequence (dynamic programming, one row at a time)."""
+    row = [0] * (len(b) + 1)
+    for x in a:
+        diagonal = 0  # row[j - 1] of the previous row
+        for j, y in enumerate(b, start=1):
+            diagonal, row[j] = row[j], diagonal + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    c, r = words(candidate), words(reference)
+    common = lcs(c, r)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(c), common / len(r)
+    return 2 * precision * recall / (precision + recall)
+
+
+# --- calibrate ---------------------------------------------------------------------------------
+def calibrate(data: Path, n: int = 200) -> None:
+    from llmlab.apps.ask import RELEVANCE
+    from llmlab.apps.search import chunk_text
+    from llmlab.tokenize import load_tokenizer
+    from llmlab.weights.registry import load_encoder
+
+    folder = data / "retrieval" / "scifact"
+    claims = {q["_id"]: q["text"] for q in map(json.loads, open(folder / "queries_train.jsonl", encoding="utf-8"))}
+    relevant: dict[str, set[str]] = {}
+    with open(folder / "qrels_train.tsv", encoding="utf-8") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            relevant.setdefault(row["query-id"], set()).add(row["corpus-id"])
+    ids = sorted(relevant, key=int)
+    random.Random(0).shuffle(ids)
+    present, absent = ids[:n], ids[n:2 * n]
+    wanted = set().union(*(relevant[q] for q in present))
+    docs = {}
+    for part in sorted(folder.glob("corpus.part*.jsonl")):
+        for d in map(json.loads, open(part, encoding="utf-8")):
+            if d["_id"] in wanted:
+                docs[d["_id"]] = f"{d['title']}\n\n{d['text']}"
+    with open(data / "banking77" / "train.csv", encoding="utf-8", newline="") as f:
+        banking = [r["text"] for r in csv.DictReader(f)]
+    off_topic = random.Random(0).sample(banking, n)
+
+    tok, encoder = load_tokenizer("smollm2"), load_encoder("minilm")
+    chunks, owner = [], []
+    for doc_id, text in docs.items():
+        for c in chunk_text(text, tok, 200, 40):
+            chunks.append(c)
+            owner.append(doc_id)
+    start = time.perf_counter()
+    matrix = unit(encoder.encode(chunks).numpy())
+
+    def best(texts):
+        sims = unit(encoder.encode(texts).numpy()) @ matrix.T  # (queries, chunks)
+        return sims.max(axis=1), sims.argmax(axis=1)
+
+    answerable, top = best([claims[q] for q in present])
+    hit = np.mean([owner[t] in relevant[q] for q, t in zip(present, top)])
+    missing, _ = best([claims[q] for q in absent])
+    unrelated, _ = best(off_topic)
+    print(f"SciFact: {len(docs)} abstracts, {len(chunks)} chunks; {n} answerable claims (top chunk from a "
+          f"relevant abstract for {hit:.1%}), {n} in-domain unanswerable, {n} banking77 off-topic questions; "
+          f"{time.perf_counter() - start:.0f} s")
+    print(f"best-chunk cosine, 5th / 50th / 95th percentile: answerable "
+          f"{fmt(np.percentile(answerable, [5, 50, 95]))}, unanswerable {fmt(np.percentile(missing, [5, 50, 95]))}, "
+          f"off-topic {fmt(np.percentile(unrelated, [5, 50, 95]))}")
+    print(f"{'threshold':>9}  {'answerable kept':>15}  {'unanswerable rejected':>21}  {'off-topic rejected':>18}")
+    for t in (0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50):
+        mark = "  <- RELEVANCE" if abs(t - RELEVANCE) < 1e-9 else ""
+        print(f"{t:9.2f}  {np.mean(answerable >= t):15.1%}  {np.mean(missing < t):21.1%}  "
+              f"{np.mean(unrelated < t):18.1%}{mark}")
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def fmt(values) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+# --- summarize ---------------------------------------------------------------------------------
+def summarize(data: Path, n: int = 20) -> None:
+    from llmlab.apps.inspect import inspect, split_sentences
+    from llmlab.weights.registry import load_decoder, load_encoder
+
+    rows = [json.loads(line) for line in open(data / "summarization" / "dialogsum.dev.jsonl", encoding="utf-8")][:n]
+    decoder, encoder = load_decoder("smollm2", precision="int4"), load_encoder("minilm")
+    scores = {"SmolLM2-135M summary (abstractive)": [], "central sentences, 3 (extractive)": [], "lead-3": []}
+    start = time.perf_counter()
+    for i, row in enumerate(rows):
+        result = inspect(row["dialogue"], summary=True, decoder=decoder, encoder=encoder, sentences=3)
+        lead = " ".join(row["dialogue"][a:b] for a, b in split_sentences(row["dialogue"])[:3])
+        for name, text in zip(scores, (result.summary, " ".join(result.central), lead)):
+            scores[name].append(rouge_l(text, row["summary"]))
+        print(f"  {i + 1}/{len(rows)} {row['fname']}: {result.summary[:100]!r}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"DialogSum dev, first {len(rows)} dialogues, ROUGE-L F1 vs the reference summary "
+          f"({seconds:.0f} s, {seconds / len(rows):.1f} s per dialogue)")
+    print(f"{'method':<36} {'ROUGE-L':>8}")
+    for name, values in scores.items():
+        print(f"{name:<36} {np.mean(values):8.3f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    p.add_argument("--only", choices=["calibrate", "summarize"])
+    p.add_argument("-n", type=int, default=20, help="dialogues to summarise (default 20)")
+    args = p.parse_args()
+    if args.only in (None, "calibrate"):
+        calibrate(args.data)
+    if args.only in (None, "summarize"):
+        summarize(args.data, args.n)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Plain text out of the documents people have: text, Markdown, HTML and PDF files.
+
+- ``.txt`` / ``.md``: UTF-8, read as they are (a leading byte-order mark dropped).
+- ``.html`` / ``.htm``: the standard library's ``html.parser``; ``script``, ``style`` and
+  similar non-text elements are dropped, block elements (paragraphs, headings, list items,
+  table rows) are separated by a blank line, ``<br>`` is a line break, other whitespace runs
+  become one space (``<pre>`` keeps its line breaks; lines lose their indentation).
+- ``.pdf``: pypdf's text extraction, page by page. An encrypted file is opened with the
+  empty password when it has one (many are "encrypted" only to restrict printing).
+
+Every way a document can be unusable (missing, unsupported suffix, not UTF-8, empty, a
+corrupt or password-protected PDF, a scanned PDF with no text layer) is one ``LlmlabError``
+line that names the file and says what to do.
+Tests: tests/apps/test_documents.py.
+"""
+
+import io
+import logging
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+from llmlab.errors import LlmlabError
+from llmlab.fileio import read_text
+
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+_SKIP = {"script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"}
+_BLOCKS = {"address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
+           "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
+           "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "title", "tr", "ul"}
+
+
+def read_document(path: str | Path) -> str:
+    """The text of a .txt, .md, .html or .pdf file."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise LlmlabError(f"{p}: unsupported document type {suffix or '(no suffix)'!r} "
+                          f"(supported: {', '.join(SUFFIXES)})")
+    if suffix == ".pdf":
+        text = pdf_text(p)
+    else:
+        text = read_text(p).removeprefix("\ufeff")
+        if suffix in (".html", ".htm"):
+            text = html_text(text)
+    if not text.strip():
+        raise LlmlabError(f"{p}: the document has no text")
+    return text
+
+
+class _TextParser(HTMLParser):
+    """Collects text; block boundaries as "\\n\\n" marks, <br> as "\\n"."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0  # depth inside script/style/...
+        self.pre = 0  # depth inside <pre>: whitespace kept
+
+    def handle_starttag(self, tag, attrs):
+        if tag in _SKIP:
+            self.skipping += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag in _BLOCKS:
+            self.parts.append("\n\n")
+            self.pre += tag == "pre"
+            if tag == "li":
+                self.parts.append("- ")
+        elif tag in ("td", "th"):
+            self.parts.append(" ")
+
+    def handle_startendtag(self, tag, attrs):
+        if tag == "br":
+            self.parts.append("\n")
+        elif tag == "hr":
+            self.parts.append("\n\n")
+
+    def handle_endtag(self, tag):
+        if tag in _SKIP:
+            self.skipping = max(self.skipping - 1, 0)
+        elif tag in _BLOCKS:
+            self.parts.append("\n\n")
+            self.pre = max(self.pre - (tag == "pre"), 0)
+
+    def handle_data(self, data):
+        if self.skipping:
+            return
+        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+
+
+def html_text(html: str) -> str:
+    """Visible text of an HTML page, one block per paragraph (blank line between blocks)."""
+    parser = _TextParser()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def pdf_text(path: Path) -> str:
+    """Text of every page of a PDF, pages separated by a blank line."""
+    from pypdf import PdfReader
+    from pypdf.errors import DependencyError, FileNotDecryptedError, PyPdfError
+
+    if not path.is_file():
+        raise LlmlabError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
+    data = path.read_bytes()
+    if not data:
+        raise LlmlabError(f"{path}: file is empty")
+    if not data.lstrip()[:5] == b"%PDF-":
+        raise LlmlabError(f"{path}: not a PDF file (it does not start with %PDF-)")
+    log = logging.getLogger("pypdf")
+    level = log.level
+    log.setLevel(logging.ERROR)  # pypdf's warnings about damage it repairs would be noise; what fails is reported
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LlmlabError(f"{path}: the PDF is password-protected; save an unprotected copy first")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except LlmlabError:
+        raise
+    except (FileNotDecryptedError, DependencyError):
+        raise LlmlabError(f"{path}: the PDF is encrypted and cannot be opened without its password "
+                          "(or its cipher is not supported); save an unprotected copy first") from None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as e:
+        raise LlmlabError(f"{path}: cannot read the PDF, the file looks damaged ({type(e).__name__}: {e})") from None
+    finally:
+        log.setLevel(level)
+    if not pages:
+        raise LlmlabError(f"{path}: the PDF has no pages (a damaged file?)")
+    text = "\n\n".join(p.strip() for p in pages if p.strip())
+    if not text:
+        raise LlmlabError(f"{path}: the PDF has {len(pages)} page(s) but no extractable text "
+                          "(a scanned document? run OCR on it first)")
+    return text

@@ -1,0 +1,263 @@
+"""One document, read for the user: a summary, its central sentences, and answers with quotes.
+
+- **Summary (abstractive, map-reduce).** The document's sentences are packed into parts of at
+  most ``part_tokens`` tokens (a sentence longer than a part is cut by tokens); SmolLM2
+  summarises each part, the part summaries are packed and summarised again, level after level,
+  until one text remains. Every prompt is at most ``PROMPT_TOKENS`` (llmlab.apps.ask) tokens,
+  so a document of any length is summarised in small CPU-sized calls; the prompt size of every
+  call is kept in ``Inspection.prompt_tokens``. Levels shrink because a part summary
+  (at most ``summary_tokens``) is much shorter than a part. A summary that reaches
+  ``summary_tokens`` loses its unfinished last sentence.
+- **Central sentences (extractive).** MiniLM embeds every sentence; a sentence's centrality is
+  its cosine similarity to the mean of all sentence vectors (the document's centroid). The top
+  ``sentences`` are returned in document order, verbatim, so a reader can check the summary
+  against the text.
+- **Questions and checklist items.** The document is cut into 200-token chunks
+  (`search.chunk_text`) embedded in memory; the best ``k`` chunks become numbered passages in the
+  same prompt as `llmlab ask` (`ask.grounded_message`). Below the relevance threshold the answer
+  is "not found in the document" and the model is not called. Each answer carries a quote: the
+  document sentence, inside the passages it cites (or the best passage when it cites none), most
+  similar to the question and the answer together, copied verbatim. A checklist item's verdict
+  is the answer's first word when that is yes or no, otherwise "unclear".
+
+Sentences (`split_sentences`): a paragraph break, a line break before a character that is not
+a lower-case letter, or ``.``, ``!``, ``?`` (optionally closed by quotes or brackets) followed by
+space and a character that is not a lower-case letter.
+Tests: tests/apps/test_inspect.py; ROUGE-L on DialogSum: bench/inspect.py.
+"""
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from llmlab.apps.ask import PROMPT_TOKENS, RELEVANCE, chat_template, cited, generate, grounded_message, load_chat_model
+from llmlab.apps.documents import SUFFIXES, read_document
+from llmlab.errors import LlmlabError
+
+NOT_FOUND = "not found in the document"
+QUESTION_INSTRUCTION = "Using only these passages, answer in one sentence and cite the passage number like [1]."
+CHECK_INSTRUCTION = ("Using only these passages, say whether the document meets this checklist item: start with "
+                     "Yes or No, then give the reason in one sentence and cite the passage number like [1].")
+SUMMARIZE = "Summarize this document in a few sentences.\n\n{}"
+SUMMARIZE_PART = "Summarize this part of a longer document in two or three sentences.\n\n{}"
+COMBINE = ("These are summaries of consecutive parts of one document:\n\n{}\n\n"
+           "Combine them into one summary of a few sentences.")
+_BOUNDARY = re.compile(r"\n\s*\n|\n[ \t]*(?=[^a-z\s])|(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[^a-z\s])")
+
+
+@dataclass
+class Finding:
+    question: str  # the question or checklist item
+    answer: str
+    quote: str | None  # verbatim sentence of the document the answer rests on
+    citations: list[int] = field(default_factory=list)  # passages the answer cites, [n]
+    verdict: str | None = None  # checklist items: "yes", "no", "unclear" or "not found"
+    found: bool = True
+    relevance: float = 0.0  # best chunk's cosine similarity to the question
+
+
+@dataclass
+class Inspection:
+    source: str  # the path, or "<text>"
+    text: str
+    tokens: int  # SmolLM2 tokens in the document
+    summary: str | None = None
+    parts: list[int] = field(default_factory=list)  # texts summarised at each level (first: the document's parts)
+    central: list[str] = field(default_factory=list)  # extractive: the most central sentences, in document order
+    answers: list[Finding] = field(default_factory=list)
+    checklist: list[Finding] = field(default_factory=list)
+    prompt_tokens: list[int] = field(default_factory=list)  # prompt size of every model call, in order
+
+
+def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,
+            encoder=None, sentences: int = 5, k: int = 3, part_tokens: int = 900, summary_tokens: int = 120,
+            max_new_tokens: int = 120, threshold: float = RELEVANCE, progress: bool = False) -> Inspection:
+    """Summarise a document and answer questions on it.
+
+    ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
+    .html, .pdf), is read with `read_document`; any other string is the text itself.
+    ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM."""
+    if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096
+                                          and Path(path_or_text).suffix.lower() in SUFFIXES):
+        source, text = str(path_or_text), read_document(path_or_text)
+    else:
+        source, text = "<text>", path_or_text
+    if not text.strip():
+        raise LlmlabError("the document has no text")
+    if not 2 * summary_tokens <= part_tokens <= PROMPT_TOKENS - 100:
+        raise LlmlabError(f"part_tokens must be in {2 * summary_tokens}..{PROMPT_TOKENS - 100}, not {part_tokens}")
+    if summary or questions or checklist:
+        decoder = load_chat_model(decoder)
+    if encoder is None and (summary or questions or checklist):
+        from llmlab.weights.registry import load_encoder
+
+        encoder = load_encoder("minilm")
+    from llmlab.tokenize import load_tokenizer
+
+    tok = decoder.tokenizer if decoder is not None else load_tokenizer("smollm2")
+    result = Inspection(source, text, len(tok.encode(text, special=False)))
+    spans = split_sentences(text)
+    if summary:
+        result.summary = _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress)
+        result.central = central_sentences([text[a:b] for a, b in spans], encoder, sentences)
+    if questions or checklist:
+        reader = _Reader(text, spans, decoder, encoder, k, threshold, max_new_tokens, result.prompt_tokens)
+        result.answers = [reader.answer(q, QUESTION_INSTRUCTION, "Question") for q in questions]
+        result.checklist = [reader.answer(c, CHECK_INSTRUCTION, "Checklist item", verdict=True) for c in checklist]
+    return result
+
+
+# --- sentences ---------------------------------------------------------------------------------
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``, whitespace excluded; ``text[start:end]`` is verbatim."""
+    spans, start = [], 0
+    for m in [*_BOUNDARY.finditer(text), None]:
+        end = m.start() if m else len(text)
+        piece = text[start:end]
+        if piece.strip():
+            lead = len(piece) - len(piece.lstrip())
+            spans.append((start + lead, start + len(piece.rstrip())))
+        if m:
+            start = m.end()
+    return spans
+
+
+def central_sentences(sentences: list[str], encoder, n: int = 5) -> list[str]:
+    """The ``n`` sentences most similar to the centroid of all sentence vectors, in document order.
+
+    Sentences of fewer than four words (headings, "Yes.") are not candidates unless nothing else is."""
+    if n < 1 or not sentences:
+        return []
+    candidates = [i for i, s in enumerate(sentences) if len(s.split()) >= 4] or list(range(len(sentences)))
+    vectors = _unit(encoder.encode([sentences[i] for i in candidates]).numpy())
+    centroid = vectors.mean(axis=0)
+    scores = vectors @ (centroid / max(np.linalg.norm(centroid), 1e-12))
+    top = sorted(np.argsort(-scores, kind="stable")[:n])
+    return [sentences[candidates[i]] for i in top]
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+# --- summary -----------------------------------------------------------------------------------
+def _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress) -> str:
+    from llmlab.apps.search import chunk_text
+
+    tok = decoder.tokenizer
+    units = []  # (start, end) spans of at most part_tokens tokens: sentences, or token windows of long ones
+    for a, b in spans:
+        if len(tok.encode(text[a:b], special=False)) <= part_tokens:
+            units.append((a, b))
+            continue
+        pos = a
+        for piece in chunk_text(text[a:b], tok, part_tokens, 0):
+            s = text.find(piece, pos, b)
+            units.append((s, s + len(piece)) if s >= 0 else (pos, b))  # a window cut inside a character
+            pos = max(pos, units[-1][1])
+    sizes = [len(tok.encode(text[a:b], special=False)) + 1 for a, b in units]  # + 1: the space or break before it
+    parts = [text[units[g[0]][0]:units[g[-1]][1]] for g in _pack(sizes, part_tokens)]
+    template = chat_template(decoder)
+
+    def call(instruction: str, body: str) -> str:
+        ids = tok.encode(template.render([{"role": "user", "content": instruction.format(body)}]))
+        if len(ids) > PROMPT_TOKENS:
+            raise LlmlabError(f"internal: a summary prompt of {len(ids)} tokens exceeds {PROMPT_TOKENS}")
+        result.prompt_tokens.append(len(ids))
+        return _complete(decoder, ids, summary_tokens)
+
+    level = 0
+    while len(parts) > 1:
+        result.parts.append(len(parts))
+        level += 1
+        bar = tqdm(parts, desc=f"summarising, level {level}", unit="part", disable=not progress)
+        summaries = [call(SUMMARIZE_PART, part) for part in bar]
+        sizes = [len(tok.encode(s, special=False)) + 1 for s in summaries]
+        groups = _pack(sizes, part_tokens)
+        if len(groups) == 1:
+            return call(COMBINE, "\n\n".join(summaries))
+        parts = ["\n\n".join(summaries[i] for i in g) for g in groups]
+    result.parts.append(1)
+    return call(SUMMARIZE, parts[0])
+
+
+def _pack(sizes: list[int], limit: int) -> list[list[int]]:
+    """Consecutive indices grouped so that each group's sizes sum to at most ``limit``."""
+    groups, total = [[]], 0
+    for i, size in enumerate(sizes):
+        if groups[-1] and total + size > limit:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
+
+
+def _complete(decoder, ids: list[int], max_new_tokens: int) -> str:
+    """Greedy completion without a stop string (a summary may have several paragraphs); a summary
+    cut by ``max_new_tokens`` loses its unfinished last sentence."""
+    from llmlab.generate import GenerationConfig, complete
+
+    c = complete(decoder.model, decoder.tokenizer, ids, GenerationConfig(max_new_tokens=max_new_tokens))
+    text = c.text.strip()
+    spans = split_sentences(text)
+    if c.finish_reason == "length" and len(spans) > 1:
+        text = text[:spans[-2][1]]
+    return text
+
+
+# --- questions ---------------------------------------------------------------------------------
+class _Reader:
+    """Questions answered from one document's chunks, embedded once."""
+
+    def __init__(self, text, spans, decoder, encoder, k, threshold, max_new_tokens, prompt_tokens):
+        from llmlab.apps.search import chunk_text
+
+        self.text, self.spans, self.decoder, self.encoder = text, spans, decoder, encoder
+        self.k, self.threshold, self.max_new_tokens, self.prompt_tokens = k, threshold, max_new_tokens, prompt_tokens
+        self.template = chat_template(decoder)
+        self.chunks = chunk_text(text, decoder.tokenizer)
+        self.vectors = _unit(encoder.encode(self.chunks).numpy())  # (chunks, dim)
+        self.chunk_spans, pos = [], 0  # where each chunk lies in the text (None: not found verbatim)
+        for chunk in self.chunks:
+            s = text.find(chunk.strip("\ufffd"), pos)
+            self.chunk_spans.append((s, s + len(chunk.strip("\ufffd"))) if s >= 0 else None)
+            pos = s if s >= 0 else pos
+
+    def answer(self, question: str, instruction: str, label: str, verdict: bool = False) -> Finding:
+        if not question.strip():
+            raise LlmlabError(f"empty {label.lower()}")
+        q = _unit(self.encoder.encode([question]).numpy()[0])
+        scores = self.vectors @ q
+        top = [int(i) for i in np.argsort(-scores, kind="stable")[:self.k]]
+        relevance = float(scores[top[0]])
+        if relevance < self.threshold:
+            return Finding(question, NOT_FOUND, None, [], "not found" if verdict else None, False, relevance)
+        tok = self.decoder.tokenizer
+        content, _ = grounded_message(question, [self.chunks[i] for i in top], tok, self.template,
+                                      instruction=instruction, label=label)
+        ids = tok.encode(self.template.render([{"role": "user", "content": content}]))
+        self.prompt_tokens.append(len(ids))
+        answer = generate(self.decoder, ids, self.max_new_tokens).text.strip()
+        citations, _ = cited(answer, len(top))
+        quote = self._quote(question, answer, [top[n - 1] for n in citations] or top[:1])
+        said = None
+        if verdict:
+            m = re.match(r"\W*(yes|no)\b", answer, re.IGNORECASE)
+            said = m.group(1).lower() if m else "unclear"
+        return Finding(question, answer, quote, citations, said, True, relevance)
+
+    def _quote(self, question: str, answer: str, chunks: list[int]) -> str:
+        """The sentence inside ``chunks`` most similar to the question and the answer."""
+        inside = [(a, b) for a, b in self.spans
+                  if any(s and a < s[1] and b > s[0] for s in (self.chunk_spans[i] for i in chunks))]
+        if not inside:  # a chunk not found verbatim: sentences whose text it holds
+            inside = [(a, b) for a, b in self.spans if any(self.text[a:b] in self.chunks[i] for i in chunks)]
+        inside = inside or self.spans
+        sentences = [self.text[a:b] for a, b in inside]
+        v = _unit(self.encoder.encode(sentences + [question, answer]).numpy())
+        scores = v[:-2] @ v[-2] + v[:-2] @ v[-1]
+        return sentences[int(np.argmax(scores))]

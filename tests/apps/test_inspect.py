@@ -1,0 +1,85 @@
+"""Inspect documents the tests write: map-reduce prompt sizes, verbatim sentences and quotes."""
+
+import sys
+
+import pytest
+import torch
+
+from llmlab.apps.ask import PROMPT_TOKENS
+from llmlab.apps.inspect import NOT_FOUND, inspect, split_sentences
+from llmlab.errors import LlmlabError
+
+TOWN = """# Kerrow
+
+Kerrow is a fishing town on the west coast. The lighthouse at Kerrow Point was built in 1887 by the engineer Alma Reyes.
+Its lamp can be seen 40 kilometres out to sea.
+
+The town holds a boat festival every August. Hundreds of sailors race small wooden boats across the bay, and the
+winner receives a silver cup.
+
+Most families in Kerrow have fished for generations. The harbour was rebuilt in 1952 after a storm destroyed the old
+pier, and today it shelters about sixty boats.
+"""
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from llmlab.weights.registry import load_encoder
+
+    return load_encoder("minilm")
+
+
+def test_sentences_are_verbatim_spans():
+    text = 'Dr. Watson came. He said "yes." Then e.g. this stays.\n#Person1#: Hi!\n#Person2#: fine\nwrapped on.\n\nEnd'
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert sentences == ["Dr.", "Watson came.", 'He said "yes."', "Then e.g. this stays.", "#Person1#: Hi!",
+                         "#Person2#: fine\nwrapped on.", "End"]
+    assert split_sentences("") == [] and split_sentences("  one  ") == [(2, 5)]
+
+
+def test_long_document_summary_fits_the_context(smollm2_model, monkeypatch):
+    """A document ~3x SmolLM2's 8,192-token window: every prompt stays within PROMPT_TOKENS, levels shrink."""
+    calls = []
+
+    def fake_complete(decoder, ids, max_new_tokens):  # stands in for the model: a ~100-token summary
+        calls.append(len(ids))
+        return "This part says many things about the topics. " * 11
+
+    class Encoder:  # stands in for MiniLM
+        def encode(self, texts, **kwargs):
+            return torch.tensor([[len(t), 1.0] for t in texts])
+
+    # sys.modules: the package's `inspect` attribute is the function, not this module
+    monkeypatch.setattr(sys.modules["llmlab.apps.inspect"], "_complete", fake_complete)
+    text = " ".join(f"Sentence number {i} talks about topic {i % 17} in some detail." for i in range(1800))
+    r = inspect(text, decoder=smollm2_model, encoder=Encoder(), sentences=3)
+    assert r.tokens > 3 * smollm2_model.config.max_seq_len
+    assert r.prompt_tokens == calls and max(calls) <= PROMPT_TOKENS
+    assert len(r.parts) == 2 and r.parts[0] > 25 and 1 < r.parts[1] < r.parts[0]  # two map levels, then combine
+    assert len(calls) == sum(r.parts) + 1
+    assert all(c + 120 <= smollm2_model.config.max_seq_len for c in calls)
+
+
+def test_summary_sentences_and_quotes(smollm2_model, encoder):
+    r = inspect(TOWN, summary=True, questions=["Who built the lighthouse at Kerrow Point?",
+                                               "What is the recommended dose of ibuprofen for children?"],
+                checklist=["The lighthouse was built in the nineteenth century."], decoder=smollm2_model,
+                encoder=encoder, sentences=2, part_tokens=80, summary_tokens=8, max_new_tokens=20)
+    assert r.summary and r.parts[0] > 1 and max(r.prompt_tokens) <= PROMPT_TOKENS
+    assert len(r.central) == 2 and all(s in TOWN for s in r.central)
+    assert TOWN.index(r.central[0]) < TOWN.index(r.central[1])  # document order
+    fact, unrelated = r.answers
+    assert fact.found and fact.quote in TOWN and "Alma Reyes" in fact.quote
+    assert (unrelated.found, unrelated.answer, unrelated.quote) == (False, NOT_FOUND, None)
+    item = r.checklist[0]
+    assert item.verdict in ("yes", "no", "unclear") and item.quote in TOWN and "1887" in item.quote
+
+
+def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
+    (tmp_path / "town.md").write_text(TOWN, encoding="utf-8")
+    r = inspect(tmp_path / "town.md", summary=False, encoder=encoder)
+    assert (r.source, r.text, r.summary, r.answers) == (str(tmp_path / "town.md"), TOWN, None, [])
+    with pytest.raises(LlmlabError, match="no such file"):
+        inspect(str(tmp_path / "missing.pdf"), summary=False, encoder=encoder)
+    with pytest.raises(LlmlabError, match="no text"):
+        inspect("   \n", summary=False, encoder=encoder)
