@@ -29,10 +29,12 @@ bench: setup
 	$(PY) bench/models.py
 	$(PY) bench/apps.py
 	$(PY) bench/topics.py
+	$(PY) bench/inspect.py
 
 bench-apps: setup
 	$(PY) bench/apps.py
 	$(PY) bench/topics.py
+	$(PY) bench/inspect.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
