@@ -206,6 +206,13 @@ def cmd_chat(args) -> int:
     tok = bundle.tokenizer
     template = ChatTemplate(bundle.chat_template, tok.bos_token or "", tok.eos_token or "")
     session = ChatSession(bundle.model, tok, template, system=args.system, config=_generation_config(args))
+    index = None
+    if args.index:
+        from llmlab.apps.ask import NOT_FOUND, RELEVANCE, STOP, citations, retrieve, source_message
+        from llmlab.apps.search import Index
+
+        index = Index(args.index)
+        session.config.stop.extend(STOP)  # as `llmlab ask`: the answer is the first paragraph
     interactive = sys.stdin.isatty()
     if interactive:
         print(f"chatting with {args.model} ({bundle.model.num_parameters() / 1e6:.0f}M parameters, context "
@@ -228,7 +235,14 @@ def cmd_chat(args) -> int:
             session.system = line[len("/system"):].strip() or None
             print(f"[system prompt {'set' if session.system else 'cleared'}]", file=sys.stderr)
             continue
-        turn = session.send(line)
+        if index is not None:  # retrieve for this message; below the threshold the model is not asked
+            sources, relevance = retrieve(index, line)
+            if relevance < RELEVANCE:
+                print(NOT_FOUND)
+                continue
+            turn = session.send(source_message(line, sources, tok, template))
+        else:
+            turn = session.send(line)
         if turn.dropped:
             print(f"[context window: dropped the {turn.dropped} oldest turn(s) to fit "
                   f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
@@ -239,6 +253,9 @@ def cmd_chat(args) -> int:
             sys.stdout.flush()
         sys.stdout.write("\n")
         c = turn.completion
+        if index is not None:
+            session.messages[-2]["content"] = line  # later turns see the question, not its passages
+            _print_sources(sources, *citations(c.text, sources, index.encoder()))
         if interactive:
             print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
         sys.stdout.flush()
@@ -353,11 +370,54 @@ def cmd_classify(args) -> int:
     return 0
 
 
+# --- llmlab topics ----------------------------------------------------------------------------
+def cmd_topics(args) -> int:
+    from llmlab.apps.tables import read_csv, write_csv
+    from llmlab.apps.topics import map_png, report_markdown, topic_rows, topics
+    from llmlab.fileio import atomic_write_bytes, atomic_write_text
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and not out.is_dir():
+        raise LlmlabError(f"--out {out}: exists and is not a folder")
+    header, rows = read_csv(args.file, [args.text_column])
+    texts = [r[args.text_column] for r in rows]
+    result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
+                    seed=args.seed, progress=not args.quiet)
+    if out is not None:  # everything is made in memory first, then written file by file, atomically
+        png = map_png(result, seed=args.seed)
+        report = report_markdown(result, Path(args.file).name, "topics_map.png")
+        names = result.names
+        assigned = [dict(r, topic=t, topic_name=nm) for r, t, nm in zip(rows, result.assignments, names)]
+        extra = [c for c in ("topic", "topic_name") if c not in header]
+        write_csv(out / "assignments.csv", header + extra, assigned)
+        write_csv(out / "topics.csv", *topic_rows(result))
+        atomic_write_bytes(out / "topics_map.png", png)
+        atomic_write_text(out / "report.md", report)
+    n = len(texts)
+    if args.format == "json":
+        doc = {"texts": n, "outliers": result.outliers, "outlier_share": result.outliers / n,
+               "topics": [t.__dict__ for t in result.topics],
+               "details": result.details, "out": str(out) if out else None}
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
+    print(f"{len(result.topics)} topics in {n} texts; {result.outliers} outliers ({result.outliers / n:.1%})")
+    for t in result.topics:
+        print(f"\n{t.id:3d}. {t.name}  ({t.size} texts, {t.share:.1%})\n     keywords: {', '.join(t.keywords)}")
+        for r in t.representatives:
+            print(f"     - {' '.join(r.split())[:160]}")
+    if out is not None:
+        print(f"\nwritten to {out}: assignments.csv, topics.csv, topics_map.png, report.md")
+    return 0
+
+
 # --- llmlab index / search ----------------------------------------------------------------
 def cmd_index(args) -> int:
     from llmlab.apps.search import Index, read_documents
 
-    documents = read_documents(args.paths)
+    skipped: list[str] = []
+    documents = read_documents(args.paths, skipped)
+    for reason in skipped:
+        print(f"llmlab: skipped {reason}", file=sys.stderr)
     report = Index(args.index, create=True).add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet)
     if args.format == "json":
         print(json.dumps(report.__dict__))
@@ -388,6 +448,172 @@ def cmd_search(args) -> int:
         for rank, h in enumerate(hits, start=1):
             snippet = " ".join(h.text.split())
             print(f"{rank:2d}. [{h.score:.4f}] {h.path} (chunk {h.chunk})\n    {snippet[:300]}")
+    return 0
+
+
+# --- llmlab ask / inspect -------------------------------------------------------------------
+def _print_sources(sources, citations: list[int], invalid: list[int], attributed: bool = False) -> None:
+    """The numbered sources after an answer, and what the answer cites."""
+    if invalid:
+        print(f"[ignored citation(s) {', '.join(f'[{n}]' for n in invalid)}: no such source]")
+    if citations:
+        how = " (matched by similarity: the model wrote no [n] itself)" if attributed else ""
+        print("cites: " + ", ".join(f"[{n}]" for n in citations) + how)
+    else:
+        print("the answer matches none of the sources; check it against them:")
+    for s in sources:
+        mark = "*" if s.n in citations else " "
+        snippet = " ".join(s.text.split())
+        cut = ", cut to fit the prompt" if s.trimmed else ""
+        print(f"{mark}[{s.n}] {s.path} (chunk {s.chunk}, score {s.score:.4f}{cut})\n     "
+              f"{snippet[:200] + ('…' if len(snippet) > 200 else '')}")
+
+
+def cmd_ask(args) -> int:
+    from llmlab.apps.ask import ask
+    from llmlab.apps.search import Index
+    from llmlab.weights.registry import load_decoder
+
+    def show(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    a = ask(args.question, Index(args.index), k=args.k, mode=args.mode, max_new_tokens=args.max_new_tokens,
+            decoder=lambda: load_decoder(args.model, precision=args.precision),  # loaded only when needed
+            on_text=show if args.format == "text" else None)
+    if args.format == "json":
+        print(json.dumps({"question": a.question, "answer": a.answer, "citations": a.citations,
+                          "citations_attributed": a.attributed,
+                          "sources": [{k: s.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
+                                      for s in a.sources]}, ensure_ascii=False))
+        return 0
+    if not a.found:
+        from llmlab.apps.ask import RELEVANCE
+
+        print(f"{a.answer} (the closest passage's similarity {a.relevance:.2f} is below {RELEVANCE:.2f})")
+        return 0
+    print("\n")
+    _print_sources(a.sources, a.citations, a.invalid, a.attributed)
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from llmlab.apps.inspect import inspect
+
+    checklist = []
+    if args.checklist:
+        from llmlab.fileio import read_text
+
+        checklist = [line.strip() for line in read_text(args.checklist).splitlines() if line.strip()]
+        if not checklist:
+            raise LlmlabError(f"{args.checklist}: no checklist items (one per line)")
+    questions = args.ask or []
+    summary = args.summary or not (questions or checklist)
+    decoder = None
+    if summary or questions or checklist:
+        from llmlab.weights.registry import load_decoder
+
+        decoder = load_decoder(args.model, precision=args.precision)
+    r = inspect(Path(args.document), summary=summary, questions=questions, checklist=checklist, decoder=decoder,
+                sentences=args.sentences, progress=not args.quiet)
+    if args.format == "json":
+        print(json.dumps({"document": r.source, "tokens": r.tokens, "summary": r.summary, "parts": r.parts,
+                          "central": r.central, "answers": [f.__dict__ for f in r.answers],
+                          "checklist": [f.__dict__ for f in r.checklist], "prompt_tokens": r.prompt_tokens},
+                         ensure_ascii=False))
+        return 0
+    print(f"{r.source}: {r.tokens} tokens")
+    if r.summary is not None:
+        levels = "the whole document at once" if r.parts == [1] else " -> ".join(map(str, r.parts + [1])) + " parts"
+        print(f"\nsummary (SmolLM2, map-reduce: {levels}):\n{r.summary}")
+        print("\ncentral sentences (MiniLM, closest to the document's centroid, in document order):")
+        for sentence in r.central:
+            print(f"  - {' '.join(sentence.split())}")
+    for f in r.answers:
+        print(f"\nQ: {f.question}\nA: {f.answer}")
+        if f.quote:
+            print(f"   quote: \"{' '.join(f.quote.split())}\"")
+    if r.checklist:
+        print("\nchecklist:")
+    for f in r.checklist:
+        print(f"  [{f.verdict}] {f.question}" + (f"\n      {f.answer}" if f.found else ""))
+        if f.quote:
+            print(f"      quote: \"{' '.join(f.quote.split())}\"")
+    return 0
+
+
+# --- llmlab word2vec train / similar / analogy / eval --------------------------------------
+def cmd_word2vec_train(args) -> int:
+    from llmlab.embed.word2vec import Word2VecConfig, train_word2vec
+
+    cfg = Word2VecConfig(sg=not args.cbow, dim=args.dim, window=args.window, negative=args.negative,
+                         sample=args.sample, min_count=args.min_count, epochs=args.epochs, threads=args.threads,
+                         seed=args.seed)
+    if args.out.exists() and not args.out.is_dir():
+        raise LlmlabError(f"--out {args.out}: exists and is not a folder")
+    model = train_word2vec(args.files, cfg, progress=not args.quiet)
+    model.save(args.out, args.files)
+    s = model.stats
+    if args.format == "json":
+        print(json.dumps({"out": str(args.out)} | s))
+        return 0
+    print(f"trained {'skip-gram' if cfg.sg else 'CBOW'}: {s['vocab_size']:,} words x {cfg.dim} dims from "
+          f"{s['corpus_words']:,} words, {cfg.epochs} epochs ({s['effective_words']:,} words after min_count and "
+          f"sub-sampling) in {s['seconds']:.1f} s: {s['effective_words_per_s']:,} words/s, {cfg.threads} thread(s)")
+    print(f"saved {args.out}/vectors.bin and {args.out}/word2vec.json; "
+          f"try: llmlab word2vec similar WORD --vectors {args.out}")
+    return 0
+
+
+def _print_ranked(pairs, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps([{"word": w, "score": round(s, 6)} for w, s in pairs], ensure_ascii=False))
+    else:
+        for w, s in pairs:
+            print(f"{s:7.3f}  {w}")
+
+
+def cmd_word2vec_similar(args) -> int:
+    from llmlab.embed.word2vec import KeyedVectors
+
+    _print_ranked(KeyedVectors.load(args.vectors).most_similar(args.word.lower(), topn=args.n), args.format)
+    return 0
+
+
+def cmd_word2vec_analogy(args) -> int:
+    from llmlab.embed.word2vec import KeyedVectors
+
+    a, b, c = (w.lower() for w in args.words)
+    _print_ranked(KeyedVectors.load(args.vectors).analogy(a, b, c, topn=args.n, method=args.method), args.format)
+    return 0
+
+
+def cmd_word2vec_eval(args) -> int:
+    from llmlab.embed.word2vec import KeyedVectors, evaluate_all, load_info, primer_report
+    from llmlab.fileio import atomic_write_text
+
+    data = args.data or Path(__file__).resolve().parents[2] / "shared" / "data" / "word_eval"
+    if args.data is None and not data.is_dir():
+        raise LlmlabError("give --data DIR with questions-words.txt, wordsim353.tsv and simlex999.txt")
+    kv = KeyedVectors.load(args.vectors)
+    results = evaluate_all(kv, data, args.restrict_vocab)
+    if args.report:
+        info = load_info(args.vectors) if Path(args.vectors).is_dir() else {}
+        atomic_write_text(args.report / "report.md", primer_report(kv, info, results))
+    if args.format == "json":
+        print(json.dumps(results))
+        return 0
+    for key in ("analogies", "analogies_3cosmul"):
+        r = results[key]
+        print(f"{key}: {100 * r['accuracy']:.1f}% of {r['total']:,} questions "
+              f"({r['skipped_oov']:,} skipped: a word outside the top {r['restrict_vocab']:,})")
+    for s in results["analogies"]["sections"]:
+        print(f"  {s['section']:<28} {100 * s['accuracy']:5.1f}% of {s['total']}")
+    for key in ("wordsim353", "simlex999"):
+        r = results[key]
+        print(f"{key}: Spearman {r['spearman']:.3f} on {r['pairs']} pairs ({r['oov_pairs']} skipped: unknown words)")
+    if args.report:
+        print(f"wrote {args.report / 'report.md'}")
     return 0
 
 
@@ -464,6 +690,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--preset", metavar="NAME", help="a named system prompt, e.g. chef (suggest dishes from "
                     "ingredients); see --list-presets")
     ch.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    ch.add_argument("--index", metavar="DIR", help="answer every message from this search index, citing the "
+                    "passages (as `llmlab ask`)")
     generation_options(ch, 512, 0.2, "int4")
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 
@@ -502,7 +730,23 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)
 
-    ix = sub.add_parser("index", help="build or update a search index over .txt / .md files",
+    tp = sub.add_parser("topics", help="find the common topics (issues) in the texts of a CSV file",
+                        description="Group the rows of FILE.csv by topic: MiniLM embeddings, UMAP, HDBSCAN, "
+                                    "c-TF-IDF keywords. Prints the topics by size with keywords and "
+                                    "representative texts.")
+    tp.add_argument("file", metavar="FILE.csv")
+    tp.add_argument("--text-column", required=True, metavar="COL")
+    tp.add_argument("--min-topic-size", type=int, metavar="N",
+                    help="fewest texts in a topic (default: 0.5%% of the texts, at least 10)")
+    tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
+    tp.add_argument("--seed", type=int, default=0, help="seed for UMAP (same seed, same topics; default 0)")
+    tp.add_argument("--out", metavar="DIR", help="write DIR/assignments.csv (the input's columns plus topic and "
+                    "topic_name), DIR/topics.csv, DIR/topics_map.png and DIR/report.md")
+    tp.add_argument("--quiet", action="store_true", help="no progress bars")
+    tp.add_argument("--format", choices=["text", "json"], default="text")
+    tp.set_defaults(func=cmd_topics)
+
+    ix = sub.add_parser("index", help="build or update a search index over .txt / .md / .html / .pdf files",
                         description="Chunk files by tokens, embed with MiniLM and index for BM25, in DIR/index.sqlite. "
                                     "Unchanged files are skipped on later runs.")
     ix.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched for .txt and .md)")
@@ -521,6 +765,85 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--queries", metavar="FILE", help="one query per line; JSON: one object per line")
     se.add_argument("--format", choices=["text", "json"], default="text")
     se.set_defaults(func=cmd_search)
+
+    ak = sub.add_parser("ask", help="answer a question from an index, citing the passages",
+                        description="Retrieve the top passages for QUESTION from an index, let SmolLM2 answer "
+                                    "from them alone, and print the answer with its numbered sources. When no "
+                                    "passage is relevant, says so without asking the model.")
+    ak.add_argument("question", metavar="QUESTION")
+    ak.add_argument("--index", required=True, metavar="DIR")
+    ak.add_argument("-k", type=int, default=3, help="how many passages the model reads (default 3)")
+    ak.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    ak.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
+    ak.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
+    ak.add_argument("--max-new-tokens", type=int, default=160, metavar="N")
+    ak.add_argument("--format", choices=["text", "json"], default="text")
+    ak.set_defaults(func=cmd_ask)
+
+    ins = sub.add_parser("inspect", help="summarise a document, answer questions on it with quotes",
+                         description="Read DOC (.txt, .md, .html, .pdf). --summary (the default): a map-reduce "
+                                     "summary by SmolLM2 plus the most central sentences; --ask / --checklist: "
+                                     "answers from the document, each with a verbatim quote.")
+    ins.add_argument("document", metavar="DOC")
+    ins.add_argument("--summary", action="store_true", help="summarise (the default when nothing else is asked)")
+    ins.add_argument("--ask", action="append", metavar="QUESTION", help="a question on the document (repeatable)")
+    ins.add_argument("--checklist", metavar="FILE", help="checklist items, one per line: each gets yes / no / "
+                     "unclear / not found and a quote")
+    ins.add_argument("--sentences", type=int, default=5, metavar="N", help="central sentences to show (default 5)")
+    ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
+    ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
+    ins.add_argument("--quiet", action="store_true", help="no progress bars")
+    ins.add_argument("--format", choices=["text", "json"], default="text")
+    ins.set_defaults(func=cmd_inspect)
+
+    w2v = sub.add_parser("word2vec", help="train word2vec vectors and query or evaluate them")
+    wsub = w2v.add_subparsers(dest="action", metavar="ACTION")
+    wsub.required = True
+    wt = wsub.add_parser("train", help="train skip-gram or CBOW vectors on text files",
+                         description="Train word2vec (negative sampling) on .txt files and .zip files of "
+                                     "POS-tagged texts (Brown). Writes DIR/vectors.bin (word2vec binary) "
+                                     "and DIR/word2vec.json (settings, vocabulary counts, figures).")
+    wt.add_argument("files", nargs="+", metavar="FILE")
+    wt.add_argument("--out", type=Path, required=True, metavar="DIR")
+    arch = wt.add_mutually_exclusive_group()
+    arch.add_argument("--sg", action="store_true", help="skip-gram (the default)")
+    arch.add_argument("--cbow", action="store_true", help="continuous bag of words")
+    wt.add_argument("--dim", type=int, default=100, metavar="N")
+    wt.add_argument("--window", type=int, default=5, metavar="N")
+    wt.add_argument("--negative", type=int, default=5, metavar="N", help="noise words per true word")
+    wt.add_argument("--epochs", type=int, default=5, metavar="N")
+    wt.add_argument("--min-count", type=int, default=5, metavar="N", help="drop words seen fewer times")
+    wt.add_argument("--sample", type=float, default=1e-3, help="sub-sampling threshold (0: off; default 1e-3)")
+    wt.add_argument("--threads", type=int, default=1, metavar="N")
+    wt.add_argument("--seed", type=int, default=1, metavar="N")
+    wt.add_argument("--quiet", action="store_true", help="no progress bar")
+    wt.add_argument("--format", choices=["text", "json"], default="text")
+    wt.set_defaults(func=cmd_word2vec_train)
+    ws = wsub.add_parser("similar", help="nearest words by cosine")
+    ws.add_argument("word", metavar="WORD")
+    ws.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    ws.add_argument("--vectors", required=True, metavar="DIR|FILE", help="a trained folder or a .bin/.txt file")
+    ws.add_argument("--format", choices=["text", "json"], default="text")
+    ws.set_defaults(func=cmd_word2vec_similar)
+    wa = wsub.add_parser("analogy", help="A is to B as C is to ?")
+    wa.add_argument("words", nargs=3, metavar="A B C")
+    wa.add_argument("-n", type=int, default=5, help="how many answers (default 5)")
+    wa.add_argument("--method", choices=["add", "mul"], default="add", help="3CosAdd (default) or 3CosMul")
+    wa.add_argument("--vectors", required=True, metavar="DIR|FILE")
+    wa.add_argument("--format", choices=["text", "json"], default="text")
+    wa.set_defaults(func=cmd_word2vec_analogy)
+    we = wsub.add_parser("eval", help="analogy accuracy, WordSim-353 and SimLex-999",
+                         description="Evaluate on questions-words.txt, wordsim353.tsv and simlex999.txt from "
+                                     "--data (gensim's rules); --report DIR also writes DIR/report.md with the "
+                                     "primer's examples.")
+    we.add_argument("--vectors", required=True, metavar="DIR|FILE")
+    we.add_argument("--data", type=Path, metavar="DIR", help="folder with the three files (default: "
+                    "../shared/data/word_eval beside the repository, when present)")
+    we.add_argument("--restrict-vocab", type=int, default=30_000, metavar="N",
+                    help="analogy answers among the N most frequent words (default 30000)")
+    we.add_argument("--report", type=Path, metavar="DIR")
+    we.add_argument("--format", choices=["text", "json"], default="text")
+    we.set_defaults(func=cmd_word2vec_eval)
     return p
 
 
