@@ -27,6 +27,7 @@ test: setup
 bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/models.py
+	$(PY) bench/word2vec.py
 	$(PY) bench/apps.py
 	$(PY) bench/topics.py
 	$(PY) bench/inspect.py
