@@ -235,10 +235,11 @@ def cmd_chat(args) -> int:
             session.system = line[len("/system"):].strip() or None
             print(f"[system prompt {'set' if session.system else 'cleared'}]", file=sys.stderr)
             continue
+        as_json = args.format == "json"
         if index is not None:  # retrieve for this message; below the threshold the model is not asked
             sources, relevance = retrieve(index, line)
             if relevance < RELEVANCE:
-                print(NOT_FOUND)
+                print(json.dumps({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue
             turn = session.send(source_message(line, sources, tok, template))
         else:
@@ -246,16 +247,30 @@ def cmd_chat(args) -> int:
         if turn.dropped:
             print(f"[context window: dropped the {turn.dropped} oldest turn(s) to fit "
                   f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
-        if interactive:
+        if interactive and not as_json:
             sys.stdout.write("assistant> ")
         for piece in turn:
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        sys.stdout.write("\n")
+            if not as_json:
+                sys.stdout.write(piece)
+                sys.stdout.flush()
         c = turn.completion
+        cites = None
         if index is not None:
             session.messages[-2]["content"] = line  # later turns see the question, not its passages
-            _print_sources(sources, *citations(c.text, sources, index.encoder()))
+            cites = citations(c.text, sources, index.encoder())
+        if as_json:
+            doc = {"user": line, "assistant": c.text, "prompt_tokens": c.prompt_tokens, "new_tokens": len(c.ids),
+                   "finish_reason": c.finish_reason, "dropped_turns": turn.dropped}
+            if cites is not None:
+                doc |= {"citations": cites[0], "citations_attributed": cites[2],
+                        "sources": [{k: src.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
+                                    for src in sources]}
+            print(json.dumps(doc, ensure_ascii=False))
+            sys.stdout.flush()
+            continue
+        sys.stdout.write("\n")
+        if cites is not None:
+            _print_sources(sources, *cites)
         if interactive:
             print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
         sys.stdout.flush()
@@ -692,6 +707,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     ch.add_argument("--index", metavar="DIR", help="answer every message from this search index, citing the "
                     "passages (as `llmlab ask`)")
+    ch.add_argument("--format", choices=["text", "json"], default="text",
+                    help="json: one object per answered message ({user, assistant, prompt_tokens, ...})")
     generation_options(ch, 512, 0.2, "int4")
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 

@@ -37,6 +37,16 @@ def test_chat_reads_one_message_per_line(capsys, monkeypatch):
     assert code == 0 and "Paris" in out and len([line for line in out.splitlines() if line.strip()]) >= 2
 
 
+def test_chat_json_is_one_object_per_answer(capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n\nSay hello.\n"))
+    code, out, _ = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "12", "--format", "json",
+                       "--system", "Answer in one short sentence.")
+    turns = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [t["user"] for t in turns] == ["What is the capital of France?", "Say hello."]
+    assert "Paris" in turns[0]["assistant"] and 0 < turns[0]["new_tokens"] <= 12
+    assert turns[1]["prompt_tokens"] > turns[0]["prompt_tokens"]  # the second turn sees the first
+
+
 def test_embed_writes_json_lines(capsys, tmp_path):
     path = tmp_path / "lines.txt"
     path.write_text("a cat sat on the mat\n我喜欢自然语言处理\n\nlast line 🙂\n", encoding="utf-8")
