@@ -288,11 +288,14 @@ def cmd_embed(args) -> int:
     else:
         args.text = None
         lines = _read_input(args, what="text to embed").splitlines()
-    encoder = load_encoder(args.model)
-    vectors = encoder.encode(lines, batch_size=args.batch_size)
+    encoder = load_encoder(args.model, precision=args.precision)
+    vectors = encoder.encode(lines, batch_size=args.batch_size, progress=len(lines) > 1000)
     out = sys.stdout
     for v in vectors.tolist():
-        out.write(json.dumps([round(x, 7) for x in v]) + "\n")
+        if args.format == "json":
+            out.write(json.dumps([round(x, 7) for x in v]) + "\n")
+        else:
+            out.write(" ".join(f"{x:.7g}" for x in v) + "\n")
     return 0
 
 
@@ -718,6 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
                    help="minilm (default) or a sentence-transformers / BERT folder")
     e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
+                   help="bf16 / auto: several times faster on CPUs with AMX, cosine >= 0.999 to fp32")
+    e.add_argument("--format", choices=["json", "text"], default="json",
+                   help="json (default): one JSON array per line; text: space-separated numbers")
     e.set_defaults(func=cmd_embed)
 
     sm = sub.add_parser("similarity", help="cosine similarity matrix of texts")

@@ -54,6 +54,10 @@ def test_embed_writes_json_lines(capsys, tmp_path):
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 4 and all(len(r) == 384 for r in rows)
     assert abs(sum(x * x for x in rows[0]) - 1) < 1e-4  # MiniLM's vectors are normalised
+    code, out, _ = run(capsys, "embed", "-f", str(path), "--format", "text")
+    assert code == 0
+    assert max(abs(float(x) - y) for line, row in zip(out.splitlines(), rows, strict=True)
+               for x, y in zip(line.split(), row, strict=True)) < 1e-6
 
 
 def test_similarity_matrix(capsys):
