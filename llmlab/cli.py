@@ -562,15 +562,16 @@ def cmd_inspect(args) -> int:
 
 # --- llmlab word2vec train / similar / analogy / eval --------------------------------------
 def cmd_word2vec_train(args) -> int:
-    from llmlab.embed.word2vec import Word2VecConfig, train_word2vec
+    from llmlab.embed.word2vec import Word2VecConfig, corpus_files, train_word2vec
 
     cfg = Word2VecConfig(sg=not args.cbow, dim=args.dim, window=args.window, negative=args.negative,
                          sample=args.sample, min_count=args.min_count, epochs=args.epochs, threads=args.threads,
                          seed=args.seed)
     if args.out.exists() and not args.out.is_dir():
         raise LlmlabError(f"--out {args.out}: exists and is not a folder")
-    model = train_word2vec(args.files, cfg, progress=not args.quiet)
-    model.save(args.out, args.files)
+    files = corpus_files(args.files)
+    model = train_word2vec(files, cfg, progress=not args.quiet)
+    model.save(args.out, files)
     s = model.stats
     if args.format == "json":
         print(json.dumps({"out": str(args.out)} | s))
@@ -827,7 +828,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train word2vec (negative sampling) on .txt files and .zip files of "
                                      "POS-tagged texts (Brown). Writes DIR/vectors.bin (word2vec binary) "
                                      "and DIR/word2vec.json (settings, vocabulary counts, figures).")
-    wt.add_argument("files", nargs="+", metavar="FILE")
+    wt.add_argument("files", nargs="+", metavar="FILE", help="text files (.txt; paragraphs are sentences), zips of "
+                    "tagged texts (one sentence per line), or folders holding them")
     wt.add_argument("--out", type=Path, required=True, metavar="DIR")
     arch = wt.add_mutually_exclusive_group()
     arch.add_argument("--sg", action="store_true", help="skip-gram (the default)")

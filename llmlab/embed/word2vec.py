@@ -89,6 +89,20 @@ def _text_lines(path: Path) -> Iterator[str]:
         yield from io.TextIOWrapper(f, encoding="utf-8", errors="replace")
 
 
+def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files given, with each folder replaced by the .txt and .zip files under it (sorted)."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".txt", ".zip"))
+            if not found:
+                raise LlmlabError(f"{p}: no .txt or .zip files in this folder")
+            files += found
+        else:
+            files.append(p)
+    return files
+
+
 def iter_sentences(files: Iterable[str | Path]) -> Iterator[list[str]]:
     """Token lists, lazily: paragraphs of .txt files, lines of tagged .zip members."""
     for file in files:

@@ -1,8 +1,10 @@
 """word2vec: kernels against the numpy references, planted structure learned, files and evaluation
 against gensim, streaming, and one-line errors for bad input."""
 
+import json
 import tracemalloc
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,6 +294,12 @@ def test_cli_train_similar_analogy_eval_report(corpus, tmp_path, capsys):
     code, text, _ = run_cli(capsys, "word2vec", "eval", "--vectors", out, "--data", data, "--report", tmp_path / "r")
     assert code == 0 and "wordsim353: Spearman" in text
     report = (tmp_path / "r" / "report.md").read_text()
+    folder = tmp_path / "corpus-folder"  # a folder stands for the .txt files under it
+    folder.mkdir()
+    (folder / "part.txt").write_bytes(Path(corpus).read_bytes())
+    code, text, _ = run_cli(capsys, "word2vec", "train", folder, "--out", tmp_path / "m2", "--dim", 8, "--epochs", 1,
+                            "--quiet", "--format", "json")
+    assert code == 0 and json.loads(text)["corpus_words"] > 1000
     assert "**baby**: no vector" in report and "*bank* has no vector" in report
 
 
@@ -313,13 +321,14 @@ def test_bad_input_is_one_error_line(case, model, tmp_path, capsys):
     argv = {"empty": ["train", empty, "--out", tmp_path / "o"],
             "below min_count": ["train", few, "--out", tmp_path / "o"],
             "missing file": ["train", tmp_path / "nope.txt", "--out", tmp_path / "o"],
-            "folder": ["train", tmp_path, "--out", tmp_path / "o"],
+            "folder": ["train", vec_dir, "--out", tmp_path / "o"],
             "unknown word": ["similar", "qqqq", "--vectors", vec_dir],
             "corrupt vectors": ["similar", "the", "--vectors", bad],
             "truncated vectors": ["analogy", "the", "of", "and", "--vectors", bad],
             "text rows": ["similar", "the", "--vectors", rows]}[case]
     expected = {"empty": "corpus is empty", "below min_count": "no word occurs 5+ times",
-                "missing file": "no such file", "folder": "is a folder", "unknown word": "'qqqq' is not in the",
+                "missing file": "no such file", "folder": "no .txt or .zip files in this folder",
+                "unknown word": "'qqqq' is not in the",
                 "corrupt vectors": "not a word2vec file", "truncated vectors": "truncated or corrupt",
                 "text rows": "the header announces 3 words"}[case]
     code, out, err = run_cli(capsys, "word2vec", *argv)
