@@ -1,4 +1,5 @@
-"""Position information: learned absolute positions (GPT-2) and rotary embeddings (RoPE).
+"""Position information: learned absolute positions (GPT-2), rotary embeddings (RoPE) and the
+2017 transformer's fixed sinusoids (`sinusoidal_positions`).
 
 RoPE (Su et al. 2021) rotates each (x_i, x_{i+d/2}) pair of a query or key by the angle
 ``pos * theta^(-2i/d)``, so that q·k depends on the distance between positions only:
@@ -37,3 +38,17 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate queries or keys ``(B, n_head, T, head_dim)`` by their positions."""
     return x * cos + rotate_half(x) * sin
+
+
+def sinusoidal_positions(n_positions: int, dim: int, base: float = 10000.0) -> torch.Tensor:
+    """The fixed position vectors of the original transformer (Vaswani et al. 2017, section 3.5):
+
+        PE[pos, 2i] = sin(pos / base^(2i/dim)),   PE[pos, 2i+1] = cos(pos / base^(2i/dim))
+
+    returned as (n_positions, dim), added to the token embeddings. ``dim`` must be even."""
+    if dim % 2:
+        raise ValueError(f"sinusoidal positions need an even dim, got {dim}")
+    pos = torch.arange(n_positions, dtype=torch.float32)[:, None]  # (n_positions, 1)
+    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float32) / dim)  # (dim/2,)
+    angles = pos * inv_freq[None, :]  # (n_positions, dim/2)
+    return torch.stack((angles.sin(), angles.cos()), dim=-1).reshape(n_positions, dim)  # sin, cos interleaved
