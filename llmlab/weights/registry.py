@@ -46,6 +46,21 @@ def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
     return load_gguf(path, name=str(path), precision=precision)
 
 
+def load_adapted_decoder(name_or_path: str | Path = "smollm2", adapter: str | Path | None = None,
+                         precision: str = "fp32"):
+    """`load_decoder`, with a LoRA adapter folder (llmlab.nn.lora) merged into the fp32 weights
+    first when ``adapter`` is given; int8 / int4 quantization comes after the merge."""
+    if adapter is None:
+        return load_decoder(name_or_path, precision=precision)
+    from llmlab.nn.lora import load_adapter
+
+    bundle = load_decoder(name_or_path, precision="fp32")
+    load_adapter(bundle.model, adapter, merge=True)
+    if precision != "fp32":
+        bundle.model.quantize(precision)
+    return bundle
+
+
 def load_encoder(name_or_path: str | Path = "minilm", precision: str = "fp32"):
     """A `SentenceEncoder` by name or path, in ``fp32``, ``bf16`` or ``auto`` precision
     (see `SentenceEncoder.to_precision`)."""

@@ -1,0 +1,214 @@
+"""Our own checkpoint format: a folder per saved step, written atomically.
+
+A checkpoint folder (``RUN/step-000200/``) holds
+
+    model.safetensors       the model's tensors by our parameter names (a tied output head is
+                            stored once, as ``embed_tokens.weight``)
+    config.json             {"llmlab_checkpoint": 1, "model": "decoder", "config": {dataclass fields},
+                             "step": 200, "tokenizer": "llmlab-tokenizer.json", "chat_template": null}
+    <tokenizer file>        written by the tokenizer's own ``save`` (read back by `load_tokenizer`)
+    trainer.pt              optional training state: optimizer, step, data-sampler and RNG states
+                            of python / numpy / torch, the training config; plain tensors, lists and
+                            dicts only, so it loads with ``torch.load(weights_only=True)``
+
+and ``RUN/latest`` is a one-line text file naming the newest folder. Saving writes everything
+into a hidden temporary folder beside the target and renames it into place, then rewrites
+``latest`` atomically (llmlab.fileio), then deletes folders beyond the newest ``keep``: a crash
+or a full disk at any moment leaves the previous checkpoint and ``latest`` as they were.
+
+`load_checkpoint(path)` accepts a run folder (follows ``latest``) or a step folder.
+``weights/registry.load_decoder(path)`` goes through here, so ``llmlab complete --model RUN``
+generates from a trained checkpoint.
+Tests: tests/train/test_checkpoint.py (round trip, simulated OSError mid-write, pruning,
+architecture mismatch, load_decoder and the CLI).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from llmlab.errors import LlmlabError
+from llmlab.fileio import atomic_write_text, read_text
+from llmlab.models.decoder import Decoder, DecoderConfig
+
+FORMAT_VERSION = 1
+LATEST = "latest"
+STEP_PREFIX = "step-"
+
+
+@dataclass
+class Checkpoint:
+    """What `load_checkpoint` returns: the model (eval mode), its config, tokenizer and trainer state."""
+
+    model: Decoder
+    config: DecoderConfig
+    tokenizer: Any
+    step: int
+    path: Path
+    chat_template: str | None = None
+    trainer: dict | None = None  # the trainer.pt dict, when asked for and present
+    meta: dict = field(default_factory=dict)
+
+
+def step_name(step: int) -> str:
+    return f"{STEP_PREFIX}{step:06d}"
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """True for a run folder with a ``latest`` file or a step folder whose config.json is ours."""
+    p = Path(path)
+    if (p / LATEST).is_file():
+        return True
+    config = p / "config.json"
+    if not config.is_file():
+        return False
+    try:
+        return "llmlab_checkpoint" in json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+
+
+def _fsync_tree(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def save_checkpoint(run_dir: str | Path, step: int, model: Decoder, tokenizer, trainer: dict | None = None,
+                    keep: int = 3, chat_template: str | None = None) -> Path:
+    """Write ``run_dir/step-XXXXXX`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    Raises LlmlabError (naming the cause, e.g. no space left) when the disk refuses; the
+    previous checkpoint is then untouched."""
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    name = step_name(step)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run))
+    try:
+        cfg: DecoderConfig = model.config
+        state = {k: v.detach().to("cpu", torch.float32).contiguous()
+                 for k, v in model.state_dict().items()}
+        if cfg.tie_embeddings:
+            state.pop("lm_head.weight", None)  # the same tensor as embed_tokens.weight
+        save_file(state, str(tmp / "model.safetensors"))
+        tok_file = Path(tokenizer.save(tmp)).name
+        meta = {"llmlab_checkpoint": FORMAT_VERSION, "model": "decoder", "config": asdict(cfg), "step": step,
+                "tokenizer": tok_file, "chat_template": chat_template}
+        (tmp / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        if trainer is not None:
+            torch.save(trainer, tmp / "trainer.pt")
+        _fsync_tree(tmp)
+        final = run / name
+        if final.exists():  # saving the same step again: move the old one aside first
+            old = run / f".{name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        atomic_write_text(run / LATEST, name + "\n")
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        previous = latest_step_dir(run)
+        kept = f"; the previous checkpoint {previous.name} is intact" if previous else ""
+        raise LlmlabError(f"{run}: cannot save checkpoint {name} ({e.strerror or e}){kept}") from None
+    _prune(run, keep, protect=name)
+    return run / name
+
+
+def _prune(run: Path, keep: int, protect: str) -> None:
+    steps = sorted(p for p in run.glob(f"{STEP_PREFIX}*") if p.is_dir())
+    for old in steps[:-keep] if keep > 0 else []:
+        if old.name != protect:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_step_dir(run_dir: str | Path) -> Path | None:
+    """The folder ``latest`` names, or None when the run has no checkpoint yet."""
+    pointer = Path(run_dir) / LATEST
+    if not pointer.is_file():
+        return None
+    name = read_text(pointer).strip()
+    folder = Path(run_dir) / name
+    if not name.startswith(STEP_PREFIX) or not folder.is_dir():
+        raise LlmlabError(f"{pointer}: names {name!r}, which is not a checkpoint folder here")
+    return folder
+
+
+def resolve(path: str | Path) -> Path:
+    """A step folder from a run folder (via ``latest``) or a step folder itself."""
+    p = Path(path).expanduser()
+    if (p / LATEST).is_file():
+        return latest_step_dir(p)
+    if (p / "config.json").is_file():
+        return p
+    raise LlmlabError(f"{p}: not a checkpoint (no {LATEST} file and no config.json)")
+
+
+def read_meta(step_dir: Path) -> dict:
+    try:
+        meta = json.loads(read_text(step_dir / "config.json"))
+    except json.JSONDecodeError as e:
+        raise LlmlabError(f"{step_dir / 'config.json'}: invalid JSON ({e.msg})") from None
+    if not isinstance(meta, dict) or "llmlab_checkpoint" not in meta:
+        raise LlmlabError(f"{step_dir / 'config.json'}: not an llmlab checkpoint config")
+    if meta.get("model") != "decoder":
+        raise LlmlabError(f"{step_dir}: checkpoint of a {meta.get('model')!r} model; only decoders load here")
+    return meta
+
+
+def describe(cfg: DecoderConfig) -> str:
+    return (f"{cfg.family} {cfg.n_layers} layers, {cfg.n_heads} heads, {cfg.dim} dims, "
+            f"vocab {cfg.vocab_size}, context {cfg.max_seq_len}")
+
+
+def check_same_architecture(saved: DecoderConfig, wanted: DecoderConfig, where: Path) -> None:
+    """LlmlabError naming both architectures when a checkpoint does not fit the run's model."""
+    if asdict(saved) != asdict(wanted):
+        diff = [k for k in asdict(saved) if asdict(saved)[k] != asdict(wanted)[k]]
+        raise LlmlabError(f"{where}: checkpoint is a different architecture ({describe(saved)}) from this "
+                          f"run's model ({describe(wanted)}); differs in {', '.join(diff)}")
+
+
+def load_checkpoint(path: str | Path, trainer: bool = False, expect: DecoderConfig | None = None) -> Checkpoint:
+    """Model (float32, eval mode), tokenizer and, with ``trainer=True``, the training state."""
+    from llmlab.tokenize import load_tokenizer
+
+    step_dir = resolve(path)
+    meta = read_meta(step_dir)
+    try:
+        cfg = DecoderConfig(**meta["config"])
+    except (TypeError, ValueError) as e:
+        raise LlmlabError(f"{step_dir / 'config.json'}: bad model config ({e})") from None
+    if expect is not None:
+        check_same_architecture(cfg, expect, step_dir)
+    try:
+        state = load_file(str(step_dir / "model.safetensors"))
+    except (SafetensorError, OSError) as e:
+        raise LlmlabError(f"{step_dir / 'model.safetensors'}: cannot read ({e})") from None
+    if cfg.tie_embeddings and "embed_tokens.weight" in state:
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    model = Decoder(cfg)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise LlmlabError(f"{step_dir}: weights do not fit the config ({str(e).splitlines()[0]})") from None
+    tokenizer = load_tokenizer(step_dir / meta.get("tokenizer", ""))
+    state_dict = None
+    if trainer:
+        f = step_dir / "trainer.pt"
+        if not f.is_file():
+            raise LlmlabError(f"{step_dir}: no trainer.pt (saved without training state, cannot resume)")
+        state_dict = torch.load(f, map_location="cpu", weights_only=True)
+    return Checkpoint(model.eval(), cfg, tokenizer, int(meta.get("step", 0)), step_dir,
+                      meta.get("chat_template"), state_dict, meta)
