@@ -12,6 +12,8 @@
   allowed label is scored as a continuation of that prompt (sum of token log-probabilities,
   end-of-turn included), minus its score for a content-free text (contextual calibration,
   Zhao et al. 2021), and the most likely wins, so no free text is ever parsed.
+- ``finetuned``: a classifier folder made by `llmlab finetune classify` (llmlab.train.classify:
+  MiniLM or a decoder with a linear head, trained end to end) predicts directly.
 
 Results carry a prediction and a confidence per text, and, when true labels are known,
 accuracy, macro-F1, a per-class table and the confusion matrix.
@@ -26,7 +28,7 @@ import torch
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes
 
-METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative")
+METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative", "finetuned")
 SUPERVISED = ("hybrid", "embeddings", "bow")
 
 
@@ -59,6 +61,7 @@ def classify(
     decoder=None,
     question: str | None = None,
     progress: bool = False,
+    model: str | None = None,
 ) -> Classification:
     """Predict a label for each text.
 
@@ -66,13 +69,16 @@ def classify(
     a label without one is described by itself). ``question`` is what the generative method
     asks (default: which of the labels fits); a task-specific question such as "Is the
     sentiment of this movie review positive or negative?" helps a small model a lot.
-    ``encoder`` / ``decoder`` default to the bundled MiniLM / SmolLM2 (int4).
+    ``encoder`` / ``decoder`` default to the bundled MiniLM / SmolLM2 (int4). ``model`` is the
+    folder of a fine-tuned classifier (method ``finetuned``).
     """
     if method not in METHODS:
         raise LlmlabError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if not texts:
         raise LlmlabError("no texts to classify")
-    if method in SUPERVISED:
+    if method == "finetuned":
+        result = _finetuned(texts, model, progress)
+    elif method in SUPERVISED:
         if not train_texts or not train_labels:
             raise LlmlabError(f"the {method} method learns from labelled examples: give training texts and labels")
         names = sorted(set(train_labels))
@@ -146,6 +152,17 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
     best = probs.argmax(axis=1)
     return Classification(method, classes, [classes[i] for i in best], probs.max(axis=1).tolist(),
                           details={"C": chosen, "cv_folds": folds, "features": x.shape[1]})
+
+
+def _finetuned(texts, model, progress) -> Classification:
+    from llmlab.train.classify import load_classifier, predict
+
+    if not model:
+        raise LlmlabError("the finetuned method needs a classifier folder (made by `llmlab finetune classify`)")
+    clf = load_classifier(model)
+    predicted, confidence = predict(clf, texts, progress=progress)
+    return Classification("finetuned", clf.labels, predicted, confidence,
+                          details={"model": str(model), "truncated": clf.truncated})
 
 
 def _zero_shot(texts, names, descriptions, encoder, progress) -> Classification:

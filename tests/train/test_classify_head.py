@@ -1,0 +1,106 @@
+"""Classification heads (llmlab.train.classify) on tiny random bodies: a separable toy task is
+learned, a frozen body stays put, save/load predicts the same, `llmlab classify --model DIR`."""
+
+import torch
+
+from llmlab.models.decoder import Decoder, DecoderConfig
+from llmlab.models.encoder import BertConfig, BertModel
+from llmlab.train.classify import (
+    ClassifierTrainConfig,
+    TextClassifier,
+    fit_classifier,
+    load_classifier,
+    predict,
+    save_classifier,
+)
+
+TEXTS = ["good great fine", "great good", "fine good nice", "nice great",
+         "bad awful poor", "awful bad", "poor bad ugly", "ugly awful"] * 4
+LABELS = ["pos", "pos", "pos", "pos", "neg", "neg", "neg", "neg"] * 4
+
+
+class Words:
+    """A toy tokenizer: one id per word, 1 = start, 2 = end."""
+
+    vocab = ["[PAD]", "[CLS]", "[SEP]", "good", "great", "fine", "nice", "bad", "awful", "poor", "ugly"]
+
+    def encode(self, text):
+        return [1] + [self.vocab.index(w) for w in text.split()] + [2]
+
+
+def tiny_encoder() -> BertModel:
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=16)
+    return BertModel(cfg)
+
+
+def tiny_decoder() -> Decoder:
+    torch.manual_seed(0)
+    return Decoder(DecoderConfig(family="llama", vocab_size=11, dim=16, n_layers=1, n_heads=2, ffn_dim=32,
+                                 max_seq_len=16))
+
+
+def test_encoder_classifier_learns_a_separable_task():
+    clf = TextClassifier(tiny_encoder(), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.0)
+    fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=15, lr=3e-3, batch_size=8), progress=False)
+    predicted, confidence = predict(clf, ["good nice", "bad ugly poor"])
+    assert predicted == ["pos", "neg"] and min(confidence) > 0.6
+
+
+def test_decoder_classifier_reads_the_last_real_token():
+    clf = TextClassifier(tiny_decoder(), "decoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.0)
+    ids, mask = clf.batch([[1, 3, 2], [1, 7, 8, 9, 2]])
+    single = clf.features(*clf.batch([[1, 3, 2]]))
+    torch.testing.assert_close(clf.features(ids, mask)[0], single[0], rtol=0, atol=1e-5)  # padding not seen
+    fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=15, lr=3e-3, batch_size=8), progress=False)
+    assert predict(clf, ["great fine", "awful poor"])[0] == ["pos", "neg"]
+
+
+def test_frozen_body_trains_only_the_head():
+    clf = TextClassifier(tiny_encoder(), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8)
+    before = {k: v.clone() for k, v in clf.body.state_dict().items()}
+    head = clf.head.weight.clone()
+    fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=2, lr=1e-2, batch_size=8, freeze=True),
+                   progress=False)
+    assert all(torch.equal(before[k], v) for k, v in clf.body.state_dict().items())
+    assert not torch.equal(head, clf.head.weight)
+
+
+def test_long_texts_are_cut_and_counted():
+    clf = TextClassifier(tiny_encoder(), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=4)
+    assert clf.encode("good great fine nice") == [1, 3, 4, 2] and clf.truncated == 1
+
+
+def test_save_load_and_cli_predict(tmp_path, monkeypatch, capsys):
+    import llmlab.train.classify as module
+    from llmlab.cli import main
+
+    def build(model, labels, max_len=128, dropout=0.1):  # the "tiny" base, instead of a named model
+        assert model == "tiny"
+        return TextClassifier(tiny_encoder(), "encoder", Words(), 16, labels, pad_id=0, max_len=max_len)
+
+    monkeypatch.setattr(module, "build_classifier", build)
+    clf = build("tiny", ["neg", "pos"], 8)
+    fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=10, lr=3e-3, batch_size=8), progress=False)
+    save_classifier(clf, tmp_path / "clf", "tiny", frozen=False)
+    again = load_classifier(tmp_path / "clf")
+    assert predict(again, TEXTS[:8]) == predict(clf, TEXTS[:8])
+    csv = tmp_path / "test.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(TEXTS[:8], LABELS[:8])))
+    assert main(["classify", str(csv), "--text-column", "text", "--label-column", "label",
+                 "--model", str(tmp_path / "clf"), "--format", "json", "--quiet"]) == 0
+    import json
+
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["method"] == "finetuned" and doc["metrics"]["accuracy"] == 1.0
+
+
+def test_cli_not_a_classifier_folder(tmp_path, capsys):
+    from llmlab.cli import main
+
+    csv = tmp_path / "t.csv"
+    csv.write_text("text\nhello\n")
+    assert main(["classify", str(csv), "--text-column", "text", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("llmlab: error: ") and "not a fine-tuned classifier folder" in err and "\n" not in err
