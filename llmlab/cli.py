@@ -161,11 +161,11 @@ def _generation_config(args):
 
 def cmd_complete(args) -> int:
     from llmlab.generate import stream
-    from llmlab.weights.registry import load_decoder
+    from llmlab.weights.registry import load_adapted_decoder
 
     prompt = _read_input(args, what="prompt")
     config = _generation_config(args)
-    bundle = load_decoder(args.model, precision=args.precision)
+    bundle = load_adapted_decoder(args.model, args.adapter, precision=args.precision)
     s = stream(bundle.model, bundle.tokenizer, prompt, config)
     if args.format == "json":
         for _ in s:
@@ -186,7 +186,7 @@ def cmd_complete(args) -> int:
 
 def cmd_chat(args) -> int:
     from llmlab.generate import ChatSession, ChatTemplate
-    from llmlab.weights.registry import load_decoder
+    from llmlab.weights.registry import load_adapted_decoder
 
     if args.list_presets:
         from llmlab.apps.presets import presets
@@ -200,7 +200,7 @@ def cmd_chat(args) -> int:
         if args.system:
             raise LlmlabError("give either --system or --preset, not both")
         args.system = preset(args.preset)
-    bundle = load_decoder(args.model, precision=args.precision)
+    bundle = load_adapted_decoder(args.model, args.adapter, precision=args.precision)
     if not bundle.chat_template:
         raise LlmlabError(f"{args.model}: the model file has no chat template (tokenizer.chat_template)")
     tok = bundle.tokenizer
@@ -337,6 +337,8 @@ def cmd_classify(args) -> int:
     from llmlab.apps.classify import classify, confusion_png
     from llmlab.apps.tables import read_csv, write_csv
 
+    if args.model:  # a classifier folder from `llmlab finetune classify`
+        args.method = "finetuned"
     columns = [args.text_column] + ([args.label_column] if args.label_column else [])
     header, rows = read_csv(args.file, columns)
     texts = [r[args.text_column] for r in rows]
@@ -355,7 +357,7 @@ def cmd_classify(args) -> int:
         raise LlmlabError(f"the {args.method} method needs --train TRAIN.csv with labelled examples "
                           "(or use --method zero-shot / generative with --labels)")
     result = classify(texts, method=args.method, labels=labels, train_texts=train_texts, train_labels=train_labels,
-                      true_labels=truth, question=args.question, progress=not args.quiet)
+                      true_labels=truth, question=args.question, progress=not args.quiet, model=args.model)
     png = None
     if args.out:
         out_rows = [dict(r, predicted_label=p, confidence=f"{c:.4f}")
@@ -385,6 +387,69 @@ def cmd_classify(args) -> int:
             print(f"{n:<{width}}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}")
     if args.out:
         print(f"predictions written to {args.out}" + (f"; confusion matrix: {png}" if png else ""))
+    return 0
+
+
+# --- llmlab finetune ------------------------------------------------------------------------
+def cmd_finetune_sft(args) -> int:
+    from llmlab.train.sft import TrainConfig, run_sft
+
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr or (2e-4 if args.lora else 2e-5), batch_size=args.batch_size,
+                      grad_accum=args.grad_accum, max_steps=args.max_steps, seed=args.seed)
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    r = run_sft(args.data, model=args.model, out=args.out, lora=args.lora, rank=args.rank, alpha=args.alpha,
+                dropout=args.dropout, targets=targets, merge=args.merge, val_fraction=args.val_fraction,
+                max_len=args.max_len, truncate=args.truncate, cfg=cfg, progress=not args.quiet, log=log)
+    h = r.history
+    doc = {"out": r.out, "kind": r.kind, "trainable_parameters": r.trainable, "parameters": r.total,
+           "train_examples": r.train_examples, "val_examples": r.val_examples, "steps": h.steps,
+           "tokens": h.tokens, "seconds": round(h.seconds, 2), "data": r.data,
+           "train_loss": h.train_loss[-1][1] if h.train_loss else None,
+           "val_loss": [[s, round(v, 4)] for s, v in h.val_loss]}
+    if args.format == "json":
+        print(json.dumps(doc))
+        return 0
+    val = " -> ".join(f"{v:.4f}" for _, v in h.val_loss) or "no validation set"
+    print(f"{r.kind} fine-tune: {h.steps} steps, {h.tokens:,} answer tokens in {h.seconds:.0f} s; "
+          f"validation loss {val}")
+    if r.data["truncated"] or r.data["dropped"]:
+        print(f"length policy: {r.data['truncated']} record(s) truncated, {r.data['dropped']} dropped")
+    what = "adapter" if r.kind == "lora" else "model"
+    print(f"{what} written to {r.out}" + (f" (use: llmlab chat --model {args.model} --adapter {r.out})"
+                                          if r.kind == "lora" else f" (use: llmlab chat --model {r.out})"))
+    return 0
+
+
+def cmd_finetune_classify(args) -> int:
+    from llmlab.apps.tables import read_csv
+    from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, save_classifier
+
+    _, rows = read_csv(args.train, [args.text_column, args.label_column])
+    texts = [r[args.text_column] for r in rows]
+    labels = [r[args.label_column] for r in rows]
+    names = sorted(set(labels))
+    if len(names) < 2:
+        raise LlmlabError(f"{args.train}: the column {args.label_column!r} holds only {names}: "
+                          "at least two classes are needed")
+    cfg = ClassifierTrainConfig(epochs=args.epochs, lr=args.lr or (1e-3 if args.freeze else 5e-5),
+                                batch_size=args.batch_size, freeze=args.freeze, seed=args.seed)
+    clf = build_classifier(args.model, names, max_len=args.max_len)
+    h = fit_classifier(clf, texts, labels, cfg, progress=not args.quiet)
+    base = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
+    save_classifier(clf, args.out, base, frozen=args.freeze)
+    doc = {"out": str(args.out), "labels": names, "train_examples": len(texts), "steps": h.steps,
+           "seconds": round(h.seconds, 2), "truncated": h.truncated,
+           "final_loss": h.loss[-1][1] if h.loss else None}
+    if args.format == "json":
+        print(json.dumps(doc, ensure_ascii=False))
+        return 0
+    print(f"{clf.kind} classifier on {args.model} ({'frozen body' if args.freeze else 'end to end'}): "
+          f"{len(texts)} texts, {len(names)} labels, {h.steps} steps in {h.seconds:.0f} s; "
+          f"final loss {doc['final_loss']:.4f}" + (f"; {h.truncated} texts cut to {clf.max_len} tokens"
+                                                    if h.truncated else ""))
+    print(f"classifier written to {args.out} (use: llmlab classify FILE.csv --model {args.out} "
+          f"--text-column {args.text_column})")
     return 0
 
 
@@ -636,6 +701,130 @@ def cmd_word2vec_eval(args) -> int:
     return 0
 
 
+# --- llmlab data prepare / train ----------------------------------------------------------
+def cmd_data_prepare(args) -> int:
+    from llmlab.train.data import prepare
+
+    meta = prepare(args.files, args.tokenizer, args.out, args.val_fraction, progress=sys.stderr.isatty())
+    if args.format == "json":
+        print(json.dumps(meta))
+        return 0
+    print(f"wrote {args.out}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} validation tokens "
+          f"({meta['dtype']}, vocabulary {meta['vocab_size']:,}, tokenizer {meta['tokenizer']})")
+    return 0
+
+
+TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when given
+    "family": (str, "decoder family: gpt2 or llama"), "n_layers": (int, "transformer blocks"),
+    "n_heads": (int, "attention heads"), "dim": (int, "model width"),
+    "n_kv_heads": (int, "key/value heads (llama: grouped-query attention)"),
+    "ffn_dim": (int, "MLP hidden width (default 4 x dim)"),
+    "max_seq_len": (int, "context window of the model (default: block size)"),
+    "block_size": (int, "tokens per training window"), "batch_size": (int, "windows per micro-batch (global)"),
+    "grad_accum": (int, "micro-batches per optimizer step"), "max_iters": (int, "optimizer steps"),
+    "lr": (float, "peak learning rate"), "min_lr": (float, "final learning rate of the cosine"),
+    "warmup": (int, "warm-up steps"), "decay_steps": (int, "step where the cosine ends (default max-iters)"),
+    "weight_decay": (float, "AdamW decoupled weight decay on Linear weights"), "beta2": (float, "AdamW beta2"),
+    "grad_clip": (float, "clip the gradient norm (0: off)"), "eval_interval": (int, "steps between evaluations"),
+    "eval_windows": (int, "validation windows per evaluation"),
+    "sample_chars": (int, "tokens sampled at each evaluation (0: none)"),
+    "checkpoint_interval": (int, "steps between checkpoints (default eval-interval)"),
+    "keep": (int, "newest checkpoints kept"), "seed": (int, "random seed"),
+    "device": (str, "auto, cpu, cuda, cuda:N"), "threads": (int, "CPU threads"),
+}
+
+
+def cmd_train(args) -> int:
+    from llmlab.train.presets import PRESETS
+    from llmlab.train.pretrain import config_from, train
+
+    if args.preset is not None and args.preset not in PRESETS:
+        raise LlmlabError(f"unknown preset {args.preset!r} (presets: {', '.join(PRESETS)})")
+    flags = {k: getattr(args, k) for k in TRAIN_FLAGS}
+    cfg = config_from(PRESETS.get(args.preset), data=args.data, out=args.out, resume=args.resume,
+                      progress=not args.quiet, **flags)
+    summary = train(cfg)
+    if args.format == "json":
+        print(json.dumps(summary))
+        return 0
+    val = f", validation loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
+    print(f"step {summary['step']}: train loss {summary['loss']:.4f}{val}; {summary['seconds']:.1f} s, "
+          f"{summary['tokens_per_second']:,.0f} tokens/s; checkpoint in {summary['out']}")
+    return 0
+
+
+def _add_train_parsers(sub) -> None:
+    dp = sub.add_parser("data", help="prepare a corpus for training")
+    dsub = dp.add_subparsers(dest="action", metavar="ACTION")
+    dsub.required = True
+    pr = dsub.add_parser("prepare", help="tokenise text files into memory-mapped train/validation token files",
+                         description="Tokenise FILE... (streamed) into DIR/train.bin and DIR/val.bin; the last "
+                                     "--val-fraction of the token stream is the validation split.")
+    pr.add_argument("files", nargs="+", metavar="FILE")
+    pr.add_argument("--tokenizer", "-t", required=True, metavar="NAME|PATH",
+                    help="char (a vocabulary of the corpus's characters), smollm2, a tokenizer file or folder")
+    pr.add_argument("--out", "-o", required=True, metavar="DIR")
+    pr.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="default 0.1")
+    pr.add_argument("--format", choices=["text", "json"], default="text")
+    pr.set_defaults(func=cmd_data_prepare)
+
+    tr = sub.add_parser("train", help="pre-train a decoder from scratch on prepared data",
+                        description="Causal language modelling on a folder from `llmlab data prepare`. Writes "
+                                    "checkpoints (step-XXXXXX, latest), metrics.jsonl and loss.png into --out; "
+                                    "`llmlab complete --model OUT` generates from the result.")
+    tr.add_argument("--data", required=True, metavar="DIR")
+    tr.add_argument("--out", required=True, metavar="DIR")
+    tr.add_argument("--preset", metavar="NAME", help="named settings (llmlab.train.presets), e.g. shakespeare-char")
+    for name, (kind, text) in TRAIN_FLAGS.items():
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.split("_")[-1].upper(), help=text)
+    tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.add_argument("--format", choices=["text", "json"], default="text")
+    tr.set_defaults(func=cmd_train)
+
+
+# --- llmlab experiment -------------------------------------------------------------------
+def cmd_experiment(args) -> int:
+    from llmlab.experiments import available, run_experiment
+
+    if args.list:
+        for name, e in available().items():
+            print(f"{name:<22} {e.claim}")
+        return 0
+    if not args.name:
+        raise LlmlabError("give an experiment NAME, or --list to see them")
+    out = args.out or Path("out") / "experiments" / args.name
+    start = time.perf_counter()
+    report = run_experiment(args.name, out, quick=args.quick, seed=args.seed)
+    seconds = time.perf_counter() - start
+    if args.format == "json":
+        print(json.dumps({"name": report.name, "claim": report.claim, "quick": args.quick, "seed": args.seed,
+                          "headline": report.headline, "checks": report.checks, "report": str(out / "report.md"),
+                          "figures": [str(out / f) for f in report.figures], "seconds": round(seconds, 1)},
+                         ensure_ascii=False, default=str))
+        return 0
+    print(f"{report.name}: {report.claim}")
+    width = max(map(len, report.headline), default=0)
+    for label, value in report.headline.items():
+        print(f"  {label:<{width}}  {value:.3f}" if isinstance(value, float) else f"  {label:<{width}}  {value}")
+    print(f"wrote {out / 'report.md'} and {len(report.figures)} figure(s) in {seconds:.1f} s")
+    return 0
+
+
+def _experiment_parser(sub) -> None:
+    ex = sub.add_parser("experiment", help="run one of the primer's claims as an experiment, writing a report",
+                        description="Run an experiment: writes DIR/report.md with tables and PNG plots and prints "
+                                    "the headline figures. --quick runs a small version on text bundled with "
+                                    "llmlab; the full versions read ../shared/data.")
+    ex.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
+    ex.add_argument("--list", action="store_true", help="the experiments and the claim each tests")
+    ex.add_argument("--out", type=Path, metavar="DIR", help="where to write (default out/experiments/NAME)")
+    ex.add_argument("--quick", action="store_true", help="the small version (seconds, no data sets needed)")
+    ex.add_argument("--seed", type=int, default=0, metavar="N")
+    ex.add_argument("--format", choices=["text", "json"], default="text")
+    ex.set_defaults(func=cmd_experiment)
+
+
 # --- argument parsing ---------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
@@ -683,6 +872,8 @@ def build_parser() -> argparse.ArgumentParser:
     def generation_options(sp, max_new_tokens, temperature, precision):
         sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH",
                         help="smollm2 (default) or a path to a Llama-family .gguf file")
+        sp.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (`llmlab finetune sft --lora`) "
+                        "to merge into the model before generating")
         sp.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
         sp.add_argument("--temperature", type=float, default=temperature, metavar="T", help="0 = greedy")
         sp.add_argument("--top-k", type=int, metavar="K", help="sample only from the K most likely tokens")
@@ -747,6 +938,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "trained on --train; embeddings / bow: either alone; zero-shot: similarity to label "
                          "descriptions; generative: SmolLM2 scores each label")
     cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the embeddings method")
+    cl.add_argument("--model", metavar="DIR", help="a fine-tuned classifier folder (`llmlab finetune classify`); "
+                    "predicts with it instead of --method")
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")
     cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
@@ -870,6 +1063,59 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--report", type=Path, metavar="DIR")
     we.add_argument("--format", choices=["text", "json"], default="text")
     we.set_defaults(func=cmd_word2vec_eval)
+    _add_train_parsers(sub)
+    ft = sub.add_parser("finetune", help="fine-tune a model: instructions/chats (SFT, LoRA) or a classifier")
+    fsub = ft.add_subparsers(dest="action", metavar="ACTION")
+    fsub.required = True
+    fs = fsub.add_parser("sft", help="supervised fine-tuning on instructions or chats (JSON / JSONL)",
+                         description="Fine-tune a decoder on DATA: records with instruction/input/output fields or "
+                                     "a messages list, rendered with the model's chat template; only the "
+                                     "assistant's answers are trained on. Writes a LoRA adapter folder (--lora) or "
+                                     "a model folder.")
+    fs.add_argument("data", metavar="DATA", help=".json (a list) or .jsonl file")
+    fs.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help="base model (default smollm2)")
+    fs.add_argument("--out", type=Path, required=True, metavar="DIR")
+    fs.add_argument("--lora", action="store_true", help="train low-rank adapters instead of every weight")
+    fs.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
+    fs.add_argument("--alpha", type=float, default=16.0, help="LoRA scale numerator: updates are alpha/r B A "
+                    "(default 16)")
+    fs.add_argument("--dropout", type=float, default=0.05, help="dropout on the LoRA path's input (default 0.05)")
+    fs.add_argument("--targets", default="q_proj,v_proj", metavar="NAMES",
+                    help="layers to adapt, comma-separated (default q_proj,v_proj)")
+    fs.add_argument("--merge", action="store_true", help="with --lora: fold the adapters in and save a full model")
+    fs.add_argument("--epochs", type=float, default=1.0)
+    fs.add_argument("--lr", type=float, help="peak learning rate (default 2e-4 with --lora, 2e-5 without)")
+    fs.add_argument("--batch-size", type=int, default=8)
+    fs.add_argument("--grad-accum", type=int, default=1, metavar="N", help="micro-batches per optimiser step")
+    fs.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps")
+    fs.add_argument("--val-fraction", type=float, default=0.1, help="records held out for validation loss")
+    fs.add_argument("--max-len", type=int, metavar="N", help="token limit per record (default: the context)")
+    fs.add_argument("--truncate", action="store_true", help="cut records longer than the limit instead of "
+                    "stopping with an error (the count is reported)")
+    fs.add_argument("--seed", type=int, default=0)
+    fs.add_argument("--quiet", action="store_true", help="no progress bar or log")
+    fs.add_argument("--format", choices=["text", "json"], default="text")
+    fs.set_defaults(func=cmd_finetune_sft)
+    fc = fsub.add_parser("classify", help="train a classification head on an encoder or decoder",
+                         description="Fine-tune MiniLM (mean-pooled) or a decoder (last token) with a linear head "
+                                     "on the labelled rows of TRAIN.csv; predict with "
+                                     "`llmlab classify FILE.csv --model DIR`.")
+    fc.add_argument("train", metavar="TRAIN.csv")
+    fc.add_argument("--text-column", required=True, metavar="COL")
+    fc.add_argument("--label-column", required=True, metavar="COL")
+    fc.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help="minilm (default), smollm2 or a path")
+    fc.add_argument("--out", type=Path, required=True, metavar="DIR")
+    fc.add_argument("--freeze", action="store_true", help="train the head only, on a frozen body")
+    fc.add_argument("--epochs", type=float, default=3.0)
+    fc.add_argument("--lr", type=float, help="learning rate of the body (default 5e-5; head 10x), "
+                    "or of the head with --freeze (default 1e-3)")
+    fc.add_argument("--batch-size", type=int, default=32)
+    fc.add_argument("--max-len", type=int, default=128, metavar="N", help="tokens per text; longer texts are cut")
+    fc.add_argument("--seed", type=int, default=0)
+    fc.add_argument("--quiet", action="store_true", help="no progress bar")
+    fc.add_argument("--format", choices=["text", "json"], default="text")
+    fc.set_defaults(func=cmd_finetune_classify)
+    _experiment_parser(sub)
     return p
 
 
