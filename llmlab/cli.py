@@ -337,8 +337,11 @@ def cmd_classify(args) -> int:
     from llmlab.apps.classify import classify, confusion_png
     from llmlab.apps.tables import read_csv, write_csv
 
-    if args.model:  # a classifier folder from `llmlab finetune classify`
+    if args.model and args.method != "ensemble":  # a classifier folder from `llmlab finetune classify`
         args.method = "finetuned"
+    if args.method == "ensemble" and not args.model:
+        raise LlmlabError("--method ensemble needs --model DIR (a classifier from `llmlab finetune classify`) "
+                          "and --train TRAIN.csv")
     columns = [args.text_column] + ([args.label_column] if args.label_column else [])
     header, rows = read_csv(args.file, columns)
     texts = [r[args.text_column] for r in rows]
@@ -353,7 +356,7 @@ def cmd_classify(args) -> int:
         _, train_rows = read_csv(args.train, [args.text_column, args.label_column])
         train_texts = [r[args.text_column] for r in train_rows]
         train_labels = [r[args.label_column] for r in train_rows]
-    elif args.method in ("hybrid", "embeddings", "bow"):
+    elif args.method in ("hybrid", "embeddings", "bow", "ensemble"):
         raise LlmlabError(f"the {args.method} method needs --train TRAIN.csv with labelled examples "
                           "(or use --method zero-shot / generative with --labels)")
     result = classify(texts, method=args.method, labels=labels, train_texts=train_texts, train_labels=train_labels,
@@ -933,10 +936,12 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--label-column", metavar="COL", help="true labels (in FILE and in --train)")
     cl.add_argument("--labels", metavar="a,b,...", help="allowed labels, optionally with descriptions: "
                     "'0=A negative movie review,1=A positive movie review'")
-    cl.add_argument("--method", choices=["hybrid", "embeddings", "bow", "zero-shot", "generative"], default="hybrid",
+    cl.add_argument("--method", choices=["hybrid", "embeddings", "bow", "zero-shot", "generative", "ensemble"],
+                    default="hybrid",
                     help="hybrid (default): MiniLM embeddings + TF-IDF n-grams with a logistic-regression head "
                          "trained on --train; embeddings / bow: either alone; zero-shot: similarity to label "
-                         "descriptions; generative: SmolLM2 scores each label")
+                         "descriptions; generative: SmolLM2 scores each label; ensemble: the mean of hybrid's and "
+                         "a fine-tuned --model's probabilities")
     cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the embeddings method")
     cl.add_argument("--model", metavar="DIR", help="a fine-tuned classifier folder (`llmlab finetune classify`); "
                     "predicts with it instead of --method")

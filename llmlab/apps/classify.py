@@ -14,6 +14,9 @@
   Zhao et al. 2021), and the most likely wins, so no free text is ever parsed.
 - ``finetuned``: a classifier folder made by `llmlab finetune classify` (llmlab.train.classify:
   MiniLM or a decoder with a linear head, trained end to end) predicts directly.
+- ``ensemble``: the mean of the ``finetuned`` and ``hybrid`` class probabilities, with equal
+  weights fixed in advance (not fitted): a model trained end to end and a linear head on
+  frozen features make different mistakes.
 
 Results carry a prediction and a confidence per text, and, when true labels are known,
 accuracy, macro-F1, a per-class table and the confusion matrix.
@@ -28,7 +31,7 @@ import torch
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes
 
-METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative", "finetuned")
+METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative", "finetuned", "ensemble")
 SUPERVISED = ("hybrid", "embeddings", "bow")
 
 
@@ -48,6 +51,7 @@ class Classification:
     confidence: list[float]
     metrics: Metrics | None = None
     details: dict = field(default_factory=dict)  # e.g. the chosen regularisation strength
+    probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, labels), when the method has them
 
 
 def classify(
@@ -78,6 +82,11 @@ def classify(
         raise LlmlabError("no texts to classify")
     if method == "finetuned":
         result = _finetuned(texts, model, progress)
+    elif method == "ensemble":
+        if not train_texts or not train_labels:
+            raise LlmlabError("the ensemble method averages the finetuned model (--model DIR) with the hybrid "
+                              "method: give training texts and labels too")
+        result = _ensemble(texts, model, train_texts, train_labels, encoder, progress)
     elif method in SUPERVISED:
         if not train_texts or not train_labels:
             raise LlmlabError(f"the {method} method learns from labelled examples: give training texts and labels")
@@ -151,18 +160,34 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
     classes = [str(c) for c in head.classes_]
     best = probs.argmax(axis=1)
     return Classification(method, classes, [classes[i] for i in best], probs.max(axis=1).tolist(),
-                          details={"C": chosen, "cv_folds": folds, "features": x.shape[1]})
+                          details={"C": chosen, "cv_folds": folds, "features": x.shape[1]}, probabilities=probs)
 
 
 def _finetuned(texts, model, progress) -> Classification:
-    from llmlab.train.classify import load_classifier, predict
+    from llmlab.train.classify import load_classifier, predict_proba
 
     if not model:
         raise LlmlabError("the finetuned method needs a classifier folder (made by `llmlab finetune classify`)")
     clf = load_classifier(model)
-    predicted, confidence = predict(clf, texts, progress=progress)
-    return Classification("finetuned", clf.labels, predicted, confidence,
-                          details={"model": str(model), "truncated": clf.truncated})
+    probs = predict_proba(clf, texts, progress=progress)
+    best = probs.max(dim=-1)
+    return Classification("finetuned", clf.labels, [clf.labels[i] for i in best.indices.tolist()],
+                          best.values.tolist(), details={"model": str(model), "truncated": clf.truncated},
+                          probabilities=probs.numpy())
+
+
+def _ensemble(texts, model, train_texts, train_labels, encoder, progress) -> Classification:
+    tuned = _finetuned(texts, model, progress)
+    names = sorted(set(train_labels))
+    if sorted(tuned.labels) != names:
+        raise LlmlabError(f"{model}: the classifier's labels ({', '.join(sorted(tuned.labels))}) are not the "
+                          f"training file's ({', '.join(names)})")
+    linear = _supervised("hybrid", texts, train_texts, train_labels, names, encoder, progress)
+    columns = [tuned.labels.index(n) for n in linear.labels]  # the classifier's columns in hybrid's order
+    probs = (tuned.probabilities[:, columns] + linear.probabilities) / 2
+    best = probs.argmax(axis=1)
+    return Classification("ensemble", linear.labels, [linear.labels[i] for i in best], probs.max(axis=1).tolist(),
+                          details={"model": str(model), "C": linear.details["C"]}, probabilities=probs)
 
 
 def _zero_shot(texts, names, descriptions, encoder, progress) -> Classification:

@@ -223,6 +223,13 @@ def fit_classifier(clf: TextClassifier, texts: list[str], labels: list[str], cfg
 def predict(clf: TextClassifier, texts: list[str], batch_size: int = 64,
             progress: bool = False) -> tuple[list[str], list[float]]:
     """(predicted label, its probability) for each text, in order."""
+    probs = predict_proba(clf, texts, batch_size, progress)
+    best = probs.max(dim=-1)
+    return [clf.labels[i] for i in best.indices.tolist()], best.values.tolist()
+
+
+def predict_proba(clf: TextClassifier, texts: list[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+    """Class probabilities (N, len(clf.labels)), in the order of ``texts``."""
     from tqdm import tqdm
 
     clf.eval()
@@ -234,8 +241,7 @@ def predict(clf: TextClassifier, texts: list[str], batch_size: int = 64,
             idx = order[s:s + batch_size]
             ids, mask = clf.batch([rows[i] for i in idx])
             probs[idx] = clf(ids, mask).float().softmax(dim=-1).cpu()
-    best = probs.max(dim=-1)
-    return [clf.labels[i] for i in best.indices.tolist()], best.values.tolist()
+    return probs
 
 
 # --- files --------------------------------------------------------------------------------------

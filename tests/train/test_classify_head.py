@@ -1,8 +1,10 @@
 """Classification heads (llmlab.train.classify) on tiny random bodies: a separable toy task is
 learned, a frozen body stays put, save/load predicts the same, `llmlab classify --model DIR`."""
 
+import pytest
 import torch
 
+from llmlab.errors import LlmlabError
 from llmlab.models.decoder import Decoder, DecoderConfig
 from llmlab.models.encoder import BertConfig, BertModel
 from llmlab.train.classify import (
@@ -104,3 +106,40 @@ def test_cli_not_a_classifier_folder(tmp_path, capsys):
     assert main(["classify", str(csv), "--text-column", "text", "--model", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("llmlab: error: ") and "not a fine-tuned classifier folder" in err and "\n" not in err
+
+
+class FakeEncoder:
+    """Sentence vectors for the hybrid half of the ensemble: word counts over the toy vocabulary."""
+
+    def encode(self, texts, progress=False):
+        return torch.tensor([[float(t.split().count(w)) for w in Words.vocab[3:]] for t in texts])
+
+
+def test_ensemble_is_the_mean_of_finetuned_and_hybrid(tmp_path, capsys, monkeypatch):
+    import llmlab.train.classify as module
+    from llmlab.apps.classify import classify
+    from llmlab.cli import main
+
+    def build(model, labels, max_len=128, dropout=0.1):  # the "tiny" base, instead of a named model
+        return TextClassifier(tiny_encoder(), "encoder", Words(), 16, labels, pad_id=0, max_len=max_len)
+
+    monkeypatch.setattr(module, "build_classifier", build)
+    clf = build("tiny", ["pos", "neg"], 8)  # labels deliberately not in sorted order
+    fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=3, lr=3e-3, batch_size=8), progress=False)
+    save_classifier(clf, tmp_path / "clf", "tiny", frozen=False)
+    test = ["good nice", "awful ugly poor", "fine bad"]
+    kw = dict(train_texts=TEXTS, train_labels=LABELS, encoder=FakeEncoder(), model=str(tmp_path / "clf"))
+    tuned = classify(test, "finetuned", model=str(tmp_path / "clf"))
+    linear = classify(test, "hybrid", **kw)
+    both = classify(test, "ensemble", true_labels=["pos", "neg", "pos"], **kw)
+    assert both.labels == linear.labels == ["neg", "pos"] and tuned.labels == ["pos", "neg"]
+    expected = (tuned.probabilities[:, ::-1] + linear.probabilities) / 2  # columns in hybrid's order
+    assert abs(both.probabilities - expected).max() < 1e-6
+    assert both.predicted == [both.labels[i] for i in expected.argmax(axis=1)] and both.metrics is not None
+    csv = tmp_path / "test.csv"
+    csv.write_text("text,label\nx good,pos\n")
+    assert main(["classify", str(csv), "--text-column", "text", "--method", "ensemble", "--quiet"]) == 2
+    assert "needs --model DIR" in capsys.readouterr().err
+    other = [lab.replace("neg", "bad") for lab in LABELS]
+    with pytest.raises(LlmlabError, match="are not the training file's"):
+        classify(test, "ensemble", **{**kw, "train_labels": other})
