@@ -942,9 +942,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "trained on --train; embeddings / bow: either alone; zero-shot: similarity to label "
                          "descriptions; generative: SmolLM2 scores each label; ensemble: the mean of hybrid's and "
                          "a fine-tuned --model's probabilities")
-    cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the embeddings method")
+    cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the hybrid, embeddings, bow and "
+                    "ensemble methods")
     cl.add_argument("--model", metavar="DIR", help="a fine-tuned classifier folder (`llmlab finetune classify`); "
-                    "predicts with it instead of --method")
+                    "predicts with it instead of --method, or with --method ensemble averages it with hybrid")
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")
     cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
@@ -972,7 +973,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix = sub.add_parser("index", help="build or update a search index over .txt / .md / .html / .pdf files",
                         description="Chunk files by tokens, embed with MiniLM and index for BM25, in DIR/index.sqlite. "
                                     "Unchanged files are skipped on later runs.")
-    ix.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (searched for .txt and .md)")
+    ix.add_argument("paths", nargs="+", metavar="PATH",
+                    help="files or folders (searched for .txt, .md, .html and .pdf; unreadable files found in "
+                         "folders are skipped with a notice)")
     ix.add_argument("--index", required=True, metavar="DIR")
     ix.add_argument("--chunk-tokens", type=int, default=200, metavar="N")
     ix.add_argument("--overlap", type=int, default=40, metavar="N")
