@@ -28,25 +28,40 @@ from llmlab.errors import TokenizerError
 from llmlab.fileio import decode_utf8
 from llmlab.tokenize.bpe import BYTE_TO_CHAR, PRETOKENIZERS, BPETokenizer
 
-_CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20
 
 
-def read_chunks(paths: Iterable[str | Path], errors: str = "strict") -> Iterator[str]:
-    """Yield the text of files in chunks of about 1 MB cut at line ends (memory stays flat)."""
+def read_chunks(paths: Iterable[str | Path], errors: str = "strict", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+    """Yield the text of files in pieces of about ``chunk_bytes``, each ending after a newline (or at
+    the end of its file), so memory stays flat; joined, a file's pieces are the file. A line longer
+    than 16 pieces is cut between two characters, never inside one."""
     for path in paths:
         p = Path(path)
         if not p.is_file():
             raise TokenizerError(f"{p}: no such file" if not p.exists() else f"{p}: is not a file")
+        offset, carry = 0, b""
         with open(p, "rb") as f:
-            offset, rest = 0, b""
-            while block := f.read(_CHUNK_BYTES):
-                data = rest + block
-                cut = data.rfind(b"\n") + 1 or len(data)
-                data, rest = data[:cut], data[cut:]
-                yield decode_utf8(data, str(p), errors, offset)
-                offset += len(data)
-            if rest:
-                yield decode_utf8(rest, str(p), errors, offset)
+            while block := f.read(chunk_bytes):
+                data = carry + block
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # no newline yet: keep reading, unless the line is huge
+                    if len(data) < 16 * chunk_bytes:
+                        carry = data
+                        continue
+                    cut = _utf8_boundary(data)
+                yield decode_utf8(data[:cut], str(p), errors, offset)
+                offset += cut
+                carry = data[cut:]
+            if carry:
+                yield decode_utf8(carry, str(p), errors, offset)
+
+
+def _utf8_boundary(data: bytes) -> int:
+    """The start of the last character of ``data``: cutting there never splits a UTF-8 character."""
+    i = len(data) - 1
+    while i > 0 and (data[i] & 0xC0) == 0x80:  # 10xxxxxx: a continuation byte
+        i -= 1
+    return i
 
 
 def count_pieces(texts: Iterable[str], pretokenizer: str = "gpt2") -> Counter:

@@ -31,45 +31,18 @@ import numpy as np
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.fileio import atomic_write_text, decode_utf8
+from llmlab.fileio import atomic_write_text
+from llmlab.tokenize import bpe_train
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = bpe_train.CHUNK_BYTES
 META = "meta.json"
 
 
 # --- reading text in chunks --------------------------------------------------------------
 def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
-    """The text of a UTF-8 file in pieces of about ``chunk_bytes``, each ending after a newline
-    (or at the end of the file); joined they are the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise LlmlabError(f"{p}: {'is a folder, expected a text file' if p.is_dir() else 'no such file'}")
-    offset, carry = 0, b""
-    with open(p, "rb") as f:
-        while True:
-            block = f.read(chunk_bytes)
-            data = carry + block
-            if not block:
-                if data:
-                    yield decode_utf8(data, str(p), offset=offset)
-                return
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:  # no newline yet: keep reading, unless the line is huge
-                if len(data) < 16 * chunk_bytes:
-                    carry = data
-                    continue
-                cut = _utf8_boundary(data)
-            yield decode_utf8(data[:cut], str(p), offset=offset)
-            offset += cut
-            carry = data[cut:]
-
-
-def _utf8_boundary(data: bytes) -> int:
-    """The start of the last character of ``data``: cutting there never splits a UTF-8 character."""
-    i = len(data) - 1
-    while i > 0 and (data[i] & 0xC0) == 0x80:  # 10xxxxxx: a continuation byte
-        i -= 1
-    return i
+    """The text of one UTF-8 file in pieces of about ``chunk_bytes``, each ending after a newline
+    (the tokenizer trainer's streaming reader, `llmlab.tokenize.bpe_train.read_chunks`)."""
+    return bpe_train.read_chunks([path], chunk_bytes=chunk_bytes)
 
 
 # --- preparing a token folder ------------------------------------------------------------
