@@ -92,6 +92,7 @@ class Index:
                               "delete the folder and build it again with `llmlab index`")
         self._vectors = None
         self._encoder = None
+        self._last_query = None
 
     def encoder(self):
         if self._encoder is None:
@@ -175,10 +176,17 @@ class Index:
             matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
             self._vectors = ids, matrix
         ids, matrix = self._vectors
-        q = self.encoder().encode([query]).numpy()[0]
-        scores = matrix @ (q / max(np.linalg.norm(q), 1e-12))
+        scores = matrix @ self._query_vector(query)
         top = np.argsort(-scores)[:k]
         return [(int(ids[i]), float(scores[i])) for i in top]
+
+    def _query_vector(self, query: str) -> np.ndarray:
+        """The unit MiniLM vector of ``query``; the last one is kept, since asking often searches
+        the same question twice (hybrid for the passages, dense for their relevance)."""
+        if self._last_query is None or self._last_query[0] != query:
+            q = self.encoder().encode([query]).numpy()[0]
+            self._last_query = query, q / max(np.linalg.norm(q), 1e-12)
+        return self._last_query[1]
 
     def _bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         words = re.findall(r"\w+", query.lower())
