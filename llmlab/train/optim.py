@@ -10,7 +10,10 @@ split of GPT-2-style training code; `param_groups` states it per parameter name,
 
 Learning rate: linear warm-up from 0 to ``lr`` over ``warmup`` steps, then half a cosine from
 ``lr`` down to ``min_lr`` at ``decay_steps``, constant after (Loshchilov & Hutter 2017, SGDR
-without restarts). The rate is a pure function of the step, so resuming needs only the step.
+without restarts); or, with ``cooldown``, warm-up, a constant stretch and a linear fall to
+``min_lr`` over the last ``cooldown`` fraction of the steps ("warmup-stable-decay", Hägele et
+al. 2024), which reaches a lower loss than cosine in a short run. The rate is a pure function of
+the step, so resuming needs only the step.
 
 Muon (Jordan et al. 2024, "MomentUm Orthogonalized by Newton-Schulz") for the weight matrices
 of the transformer blocks: the Nesterov momentum of a matrix's gradient is replaced by the
@@ -38,7 +41,8 @@ class Schedule:
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-4  # floor reached at decay_steps
     warmup: int = 100  # steps of linear warm-up
-    decay_steps: int = 2000  # step at which the cosine reaches min_lr
+    decay_steps: int = 2000  # step at which the rate reaches min_lr
+    cooldown: float | None = None  # None: cosine decay; else hold lr, then fall linearly over this last fraction
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimizer step ``step`` (0-based)."""
@@ -47,6 +51,10 @@ class Schedule:
         if step >= self.decay_steps:
             return self.min_lr
         progress = (step - self.warmup) / max(1, self.decay_steps - self.warmup)  # 0 -> 1
+        if self.cooldown is not None:  # warm-up, stable, decay
+            hold = 1.0 - self.cooldown
+            left = 1.0 if progress < hold else 1.0 - (progress - hold) / max(self.cooldown, 1e-12)
+            return self.min_lr + left * (self.lr - self.min_lr)
         return self.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (self.lr - self.min_lr)
 
 

@@ -8,7 +8,7 @@ from torch import nn
 
 from llmlab.errors import LlmlabError
 from llmlab.models.decoder import Decoder, DecoderConfig
-from llmlab.train.optim import Chain, Muon, build_optimizer, orthogonalize, set_lr
+from llmlab.train.optim import Chain, Muon, Schedule, build_optimizer, orthogonalize, set_lr
 
 
 def test_orthogonalize_flattens_the_spectrum_and_keeps_the_singular_vectors():
@@ -17,15 +17,15 @@ def test_orthogonalize_flattens_the_spectrum_and_keeps_the_singular_vectors():
     V, _ = torch.linalg.qr(torch.randn(96, 32, generator=g))
     S = torch.logspace(-1, 1, 32)  # singular values over two decades
     G = U @ torch.diag(S) @ V.T  # (32, 96)
-    O = orthogonalize(G)
-    s = torch.linalg.svdvals(O)
+    ortho = orthogonalize(G)
+    s = torch.linalg.svdvals(ortho)
     assert s.min() > 0.5 and s.max() < 1.3, s
     target = U @ V.T  # the exact orthogonal factor
-    cos = (O * target).sum() / (O.norm() * target.norm())
+    cos = (ortho * target).sum() / (ortho.norm() * target.norm())
     assert cos > 0.95
     # batched: each matrix of a stack is treated on its own
     both = orthogonalize(torch.stack([G, 3 * G.flip(0)]))
-    assert torch.allclose(both[0], O, atol=1e-5) and torch.allclose(both[1], O.flip(0), atol=1e-4)
+    assert torch.allclose(both[0], ortho, atol=1e-5) and torch.allclose(both[1], ortho.flip(0), atol=1e-4)
 
 
 def test_muon_equals_torch_muon():
@@ -103,3 +103,13 @@ def test_chain_state_round_trip_continues_exactly_and_refuses_another_setup():
         build_optimizer(tiny_decoder(), "muon").load_state_dict(build_optimizer(tiny_decoder(), "adamw").state_dict())
     with pytest.raises(LlmlabError, match="unknown optimizer"):
         build_optimizer(tiny_decoder(), "sgd")
+
+
+def test_warmup_stable_decay_schedule():
+    s = Schedule(lr=1.0, min_lr=0.1, warmup=10, decay_steps=110, cooldown=0.4)  # hold 60 steps, fall over 40
+    assert s.lr_at(0) == pytest.approx(0.1) and s.lr_at(9) == pytest.approx(1.0)
+    assert s.lr_at(10) == s.lr_at(69) == pytest.approx(1.0)
+    assert s.lr_at(70) == pytest.approx(1.0) and s.lr_at(90) == pytest.approx(0.55)
+    assert s.lr_at(110) == pytest.approx(0.1) and s.lr_at(500) == pytest.approx(0.1)
+    steps = [s.lr_at(i) for i in range(70, 111)]
+    assert all(a > b for a, b in zip(steps, steps[1:]))  # strictly falling through the cool-down
