@@ -718,7 +718,10 @@ def cmd_data_prepare(args) -> int:
 
 
 TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when given
-    "family": (str, "decoder family: gpt2 or llama"), "n_layers": (int, "transformer blocks"),
+    "objective": (str, "clm: causal LM (next token) for decoders; mlm: masked LM for encoders (BERT: 15%% of "
+                       "tokens chosen, 80%% [MASK], 10%% random, 10%% kept). Default: mlm for --family bert, else clm"),
+    "family": (str, "gpt2 or llama (decoders, default for clm), bert (encoder, default for mlm)"),
+    "n_layers": (int, "transformer blocks"),
     "n_heads": (int, "attention heads"), "dim": (int, "model width"),
     "n_kv_heads": (int, "key/value heads (llama: grouped-query attention)"),
     "ffn_dim": (int, "MLP hidden width (default 4 x dim)"),
@@ -730,7 +733,8 @@ TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when 
     "weight_decay": (float, "AdamW decoupled weight decay on Linear weights"), "beta2": (float, "AdamW beta2"),
     "grad_clip": (float, "clip the gradient norm (0: off)"), "eval_interval": (int, "steps between evaluations"),
     "eval_windows": (int, "validation windows per evaluation"),
-    "sample_chars": (int, "tokens sampled at each evaluation (0: none)"),
+    "sample_chars": (int, "tokens sampled at each evaluation; mlm: masked tokens whose top guesses are logged "
+                          "(0: none)"),
     "checkpoint_interval": (int, "steps between checkpoints (default eval-interval)"),
     "keep": (int, "newest checkpoints kept"), "seed": (int, "random seed"),
     "device": (str, "auto, cpu, cuda, cuda:N"), "threads": (int, "CPU threads"),
@@ -751,8 +755,11 @@ def cmd_train(args) -> int:
         print(json.dumps(summary))
         return 0
     val = f", validation loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
+    if summary.get("val_accuracy") is not None:
+        val += f", masked-token accuracy {summary['val_accuracy']:.1%}"
+    use = "llmlab embed" if summary["objective"] == "mlm" else "llmlab complete"
     print(f"step {summary['step']}: train loss {summary['loss']:.4f}{val}; {summary['seconds']:.1f} s, "
-          f"{summary['tokens_per_second']:,.0f} tokens/s; checkpoint in {summary['out']}")
+          f"{summary['tokens_per_second']:,.0f} tokens/s; checkpoint in {summary['out']} (`{use} --model` reads it)")
     return 0
 
 
@@ -771,13 +778,19 @@ def _add_train_parsers(sub) -> None:
     pr.add_argument("--format", choices=["text", "json"], default="text")
     pr.set_defaults(func=cmd_data_prepare)
 
-    tr = sub.add_parser("train", help="pre-train a decoder from scratch on prepared data",
-                        description="Causal language modelling on a folder from `llmlab data prepare`. Writes "
-                                    "checkpoints (step-XXXXXX, latest), metrics.jsonl and loss.png into --out; "
-                                    "`llmlab complete --model OUT` generates from the result.")
+    tr = sub.add_parser("train", help="pre-train a decoder (causal LM) or an encoder (masked LM) from scratch",
+                        description="Pre-train on a folder from `llmlab data prepare`: a decoder with causal "
+                                    "language modelling (default), or a BERT encoder with masked language modelling "
+                                    "(--objective mlm or --family bert; e.g. --preset bert-tiny). Writes checkpoints "
+                                    "(step-XXXXXX, latest), metrics.jsonl and loss.png into --out; `llmlab complete "
+                                    "--model OUT` generates from a decoder, `llmlab embed --model OUT` embeds with "
+                                    "an encoder (mean pooling). Masked LM uses the tokenizer's [MASK] or adds one id "
+                                    "for it, and frames windows [CLS] ... [SEP] when the tokenizer has those "
+                                    "(WordPiece).")
     tr.add_argument("--data", required=True, metavar="DIR")
     tr.add_argument("--out", required=True, metavar="DIR")
-    tr.add_argument("--preset", metavar="NAME", help="named settings (llmlab.train.presets), e.g. shakespeare-char")
+    tr.add_argument("--preset", metavar="NAME", help="named settings (llmlab.train.presets): shakespeare-char, "
+                    "tiny, llama-small (decoders), bert-tiny (encoder)")
     for name, (kind, text) in TRAIN_FLAGS.items():
         tr.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.split("_")[-1].upper(), help=text)
     tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
@@ -914,7 +927,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or -f FILE, or stdin)")
     e.add_argument("-f", "--file", help="one text per line ('-' for stdin)")
     e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
-                   help="minilm (default) or a sentence-transformers / BERT folder")
+                   help="minilm (default), a sentence-transformers / BERT folder, or a run folder of "
+                        "`llmlab train --objective mlm` (mean pooling)")
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="bf16 / auto: several times faster on CPUs with AMX, cosine >= 0.999 to fp32")

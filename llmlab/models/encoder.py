@@ -6,12 +6,16 @@ encoder layers (attention -> add -> LayerNorm, GELU MLP -> add -> LayerNorm), as
 original transformer. Parameter names are HF ``BertModel``'s, so HF weights load through a
 flat table (``llmlab.weights.hf``). Sentence vectors follow sentence-transformers (Reimers &
 Gurevych 2019): pool the last hidden states over the real tokens (mean, [CLS] or max) and
-L2-normalise when the model's ``modules.json`` lists a Normalize step.
+L2-normalise when the model's ``modules.json`` lists a Normalize step. `BertForMaskedLM` adds
+BERT's masked-LM head (transform: dense -> GELU -> LayerNorm, then a decoder tied to the word
+embeddings plus a bias; HF's ``cls.predictions.*`` names) and `init_bert` BERT's initialisation,
+for pre-training an encoder from scratch (llmlab.train.pretrain, ``objective="mlm"``).
 
 ``tests/models/test_encoder.py`` proves it: a tiny random config equals ``transformers.BertModel``
 (with padding), the SDPA path equals the plain softmax reference, and all-MiniLM-L6-v2 equals
 ``sentence_transformers.SentenceTransformer`` (cosine >= 0.99999 on 500 sentences in many
-scripts, truncation past 256 tokens, STS-B dev Spearman to 4 decimals).
+scripts, truncation past 256 tokens, STS-B dev Spearman to 4 decimals);
+``tests/train/test_mlm.py`` proves the masked-LM head equal to ``transformers.BertForMaskedLM``.
 
 Limits: single sentences only (no sentence pairs, ``token_type_ids`` default to 0); text longer
 than ``max_seq_length`` tokens is cut to its first tokens, as sentence-transformers does;
@@ -44,7 +48,7 @@ class BertConfig:
     type_vocab_size: int = 2  # segments A/B of sentence-pair inputs
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"  # exact erf GELU, as in BERT (not the tanh approximation)
-    pad_token_id: int = 0
+    pad_token_id: int | None = 0  # embedding row kept at zero for padding; None: no such row
     head_dim: int = field(init=False)
 
     def __post_init__(self):
@@ -201,6 +205,69 @@ class BertModel(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+# --- masked-LM head and pre-training from scratch -------------------------------------------
+class LMPredictionHead(nn.Module):
+    """HF's ``cls.predictions``: ``transform`` (dense + LayerNorm) and the output ``bias``; the decoder
+    matrix is the word embedding table itself (tied), so it has no parameter of its own here."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.transform = Dense(cfg.hidden_size, cfg.hidden_size, cfg.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(cfg.vocab_size))
+
+
+class MLMHead(nn.Module):
+    """HF's ``cls`` of ``BertForMaskedLM``: only the ``predictions`` head (no next-sentence head)."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.predictions = LMPredictionHead(cfg)
+
+
+class BertForMaskedLM(nn.Module):
+    """BERT with its masked-LM head: token ids -> vocabulary logits at every (or the chosen) position."""
+
+    def __init__(self, cfg: BertConfig):
+        super().__init__()
+        self.config = cfg
+        self.bert = BertModel(cfg)
+        self.cls = MLMHead(cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+                reference: bool = False) -> torch.Tensor:
+        """Logits (B, T, vocab); with ``positions`` (bool, (B, T)) only those rows, (n, vocab), so a
+        training step pays the vocabulary projection for the masked tokens alone."""
+        h = self.bert(input_ids, attention_mask, token_type_ids, reference)  # (B, T, C)
+        if positions is not None:
+            h = h[positions]  # (n, C): the positions whose token is predicted
+        head = self.cls.predictions
+        h = head.transform.LayerNorm(F.gelu(head.transform.dense(h)))  # (..., C)
+        return F.linear(h, self.bert.embeddings.word_embeddings.weight, head.bias)  # (..., vocab): tied decoder
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def init_bert(model: nn.Module) -> None:
+    """BERT initialisation (as HF's ``BertPreTrainedModel``): Linear weights and embeddings N(0, 0.02),
+    biases zero, LayerNorm gain 1 and bias 0, the padding row of an embedding zero."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.padding_idx is not None:
+                nn.init.zeros_(m.weight[m.padding_idx])
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, LMPredictionHead):
+            nn.init.zeros_(m.bias)
+
+
 # --- sentence embeddings -------------------------------------------------------------
 ENCODER_PRECISIONS = ("fp32", "bf16", "auto")
 
@@ -229,13 +296,35 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, modes: tuple[str, ...]) -> to
     return torch.cat(out, dim=-1)
 
 
+class FirstTokens:
+    """Any tokenizer with WordPiece's ``max_length`` option: ids cut to the first ``max_length``.
+
+    For an encoder pre-trained here on raw windows of a char or BPE tokenizer (no [CLS]/[SEP]
+    to keep), so that `SentenceEncoder` cuts and counts long texts the same way for both."""
+
+    def __init__(self, tokenizer, max_length: int | None):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def encode(self, text: str) -> list[int]:
+        ids = self.tokenizer.encode(text)
+        return ids if self.max_length is None else ids[:self.max_length]
+
+    def id_to_token(self, i: int) -> str:
+        return self.tokenizer.id_to_token(i)
+
+    def tokenize(self, text: str) -> list[str]:
+        return [self.id_to_token(i) for i in self.encode(text)]
+
+
 class SentenceEncoder(nn.Module):
-    """Texts -> fixed-size vectors: WordPiece ids -> BertModel -> pooling (-> L2 normalisation).
+    """Texts -> fixed-size vectors: token ids -> BertModel -> pooling (-> L2 normalisation).
 
-    Build it with `llmlab.weights.hf.load_sentence_encoder(folder)`."""
+    Build it with `llmlab.weights.hf.load_sentence_encoder(folder)` (or `llmlab.weights.registry.
+    load_encoder`, which also reads our own masked-LM checkpoints). The tokenizer is a WordPiece
+    one with ``max_length`` set, or any tokenizer wrapped in `FirstTokens`."""
 
-    def __init__(self, tokenizer: WordPieceTokenizer, bert: BertModel, pooling: tuple[str, ...] = ("mean",),
-                 normalize: bool = False, lowercase: bool = False):
+    def __init__(self, tokenizer: WordPieceTokenizer | FirstTokens, bert: BertModel,
+                 pooling: tuple[str, ...] = ("mean",), normalize: bool = False, lowercase: bool = False):
         super().__init__()
         unknown = [m for m in pooling if m not in POOLING_MODES]
         if unknown or not pooling:
@@ -271,7 +360,7 @@ class SentenceEncoder(nn.Module):
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Right-padded ids and their 0/1 mask, both (B, T) with T the longest row."""
         T = max(map(len, rows))
-        pad = self.bert.config.pad_token_id
+        pad = self.bert.config.pad_token_id or 0  # any id will do: the mask hides padding
         device = self.bert.embeddings.word_embeddings.weight.device
         ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows], device=device)  # (B, T)
         lengths = torch.tensor([len(r) for r in rows], device=device)  # (B,)

@@ -16,15 +16,26 @@ pass), so a character model has ~65 outputs instead of one per Unicode code poin
 Files are concatenated as text; chunks are encoded separately, which for BPE can differ from
 encoding the whole file only where a run of whitespace crosses a chunk boundary.
 
+The stream holds the text's own ids only: a tokenizer that puts ids around every text it
+encodes (BERT WordPiece's [CLS] ... [SEP], a BOS id) does not put them around every chunk.
+
 `BatchSampler` draws ``batch_size`` windows of ``block_size + 1`` tokens at random starts from a
 seeded ``torch.Generator``; its state is part of a checkpoint, so a resumed run draws the same
 batches. With several processes every rank draws the same global starts and keeps its own slice.
-Tests: tests/train/test_data.py.
+
+`Masking` and `MaskedBatchSampler` make masked-LM batches for encoders, exactly as BERT
+(Devlin et al. 2019, section 3.1): in every window 15% of the positions that hold no special
+token are chosen (at least one); of those 80% become [MASK], 10% a random ordinary token and 10%
+stay; the labels are the original ids at the chosen positions and -100 (no loss) elsewhere. The
+draws come from the sampler's generator, so a resumed run masks the same way too.
+Tests: tests/train/test_data.py, tests/train/test_mlm.py.
 """
 
+import copy
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +88,7 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
         if not p.is_file():
             raise LlmlabError(f"{p}: {'is a folder, expected a text file' if p.is_dir() else 'no such file'}")
     tok = corpus_char_tokenizer(paths, chunk_bytes) if tokenizer == "char" else load_tokenizer(tokenizer)
+    plain = text_only(tok)
     dtype = token_dtype(tok.vocab_size)
     folder = Path(out).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,7 +100,7 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
         with open(tmp_train, "wb") as w:
             for p in paths:
                 for text in read_chunks(p, chunk_bytes):
-                    ids = np.asarray(tok.encode(text, special=False), dtype=np.int64)  # (n,)
+                    ids = np.asarray(plain.encode(text, special=False), dtype=np.int64)  # (n,)
                     if ids.size and (ids.min() < 0 or ids.max() >= tok.vocab_size):
                         raise LlmlabError(f"{p}: tokenizer produced an id outside its vocabulary")
                     w.write(ids.astype(dtype).tobytes())
@@ -113,6 +125,15 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
             "val_fraction": val_fraction, "files": [str(p) for p in paths]}
     atomic_write_text(folder / META, json.dumps(meta, indent=1))
     return meta
+
+
+def text_only(tokenizer):
+    """A copy of ``tokenizer`` that adds no ids around a text ([CLS]/[SEP], BOS): a chunk is not a text."""
+    plain = copy.copy(tokenizer)  # shares the vocabulary and piece cache
+    for flag in ("add_special_tokens", "add_bos"):
+        if getattr(plain, flag, False):
+            setattr(plain, flag, False)
+    return plain
 
 
 def _move_tail(src: Path, dst: Path, keep_bytes: int, block: int = 1 << 24) -> None:
@@ -188,10 +209,17 @@ class BatchSampler:
         self.generator = torch.Generator().manual_seed(seed)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        T = self.block_size
-        starts = torch.randint(len(self.tokens) - T, (self.batch_size,), generator=self.generator)  # (B_global,)
-        own = starts[self.rank * self.local:(self.rank + 1) * self.local].tolist()
-        return windows(self.tokens, own, T)
+        own = self._starts()[self.rows].tolist()
+        return windows(self.tokens, own, self.block_size)
+
+    def _starts(self) -> torch.Tensor:
+        """The global batch's window starts (B_global,), the same on every rank."""
+        return torch.randint(len(self.tokens) - self.block_size, (self.batch_size,), generator=self.generator)
+
+    @property
+    def rows(self) -> slice:
+        """This rank's rows of the global batch."""
+        return slice(self.rank * self.local, (self.rank + 1) * self.local)
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}
@@ -216,3 +244,101 @@ def eval_starts(n_tokens: int, block_size: int, max_windows: int | None = None) 
         pick = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)
         starts = [starts[i] for i in pick]
     return starts
+
+
+# --- masked language modelling -----------------------------------------------------------
+IGNORE = -100  # label of a position without loss (F.cross_entropy's default ignore_index)
+
+
+@dataclass
+class Masking:
+    """BERT's masked-LM corruption of token windows (see the module docstring).
+
+    ``mask_id`` is the tokenizer's [MASK], or one extra id (the tokenizer's vocab_size) added to the
+    model's vocabulary when it has none. Windows are framed [CLS] t ... t [SEP] when the tokenizer
+    itself adds those to every text it encodes (BERT WordPiece), so pre-training sees the layout
+    `SentenceEncoder` feeds the model later; otherwise a window is the raw run of tokens."""
+
+    mask_id: int
+    vocab_size: int  # the model's vocabulary: the tokenizer's, plus one for an added [MASK]
+    special_ids: tuple[int, ...]  # never chosen, never drawn as a random replacement ([MASK] included)
+    cls_id: int | None = None  # set (with sep_id) when windows are framed
+    sep_id: int | None = None
+    added_mask: bool = False  # True when mask_id is the extra id
+    rate: float = 0.15  # share of a window's ordinary positions that are chosen
+    replacements: torch.Tensor = field(init=False, repr=False, compare=False)  # (n,) ordinary ids: the random 10%
+
+    def __post_init__(self):
+        ordinary = torch.ones(self.vocab_size, dtype=torch.bool)
+        ordinary[list(self.special_ids)] = False
+        self.replacements = ordinary.nonzero().squeeze(1)  # (n,)
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer) -> "Masking":
+        specials = dict(tokenizer.special_tokens)
+        mask_token = getattr(tokenizer, "mask_token", "[MASK]")
+        added = mask_token not in specials
+        mask_id = tokenizer.vocab_size if added else specials[mask_token]
+        framed = bool(getattr(tokenizer, "add_special_tokens", False))  # WordPiece: [CLS] text [SEP]
+        cls_id = specials[tokenizer.cls_token] if framed else None
+        sep_id = specials[tokenizer.sep_token] if framed else None
+        return cls(mask_id, tokenizer.vocab_size + added, tuple(sorted({*specials.values(), mask_id})),
+                   cls_id, sep_id, added)
+
+    @property
+    def framed(self) -> bool:
+        return self.cls_id is not None
+
+    def body(self, block_size: int) -> int:
+        """Corpus tokens in one window of ``block_size`` ([CLS] and [SEP] take two places when framed)."""
+        return block_size - 2 if self.framed else block_size
+
+    def frame(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, n) -> (B, n + 2) with [CLS] before and [SEP] after each row when framed; else unchanged."""
+        if not self.framed:
+            return ids
+        B = ids.size(0)
+        return torch.cat([ids.new_full((B, 1), self.cls_id), ids, ids.new_full((B, 1), self.sep_id)], dim=1)
+
+    def __call__(self, ids: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs, labels), each (B, T) int64, from windows ``ids`` (B, T); three (B, T) draws from
+        ``generator``: which positions, what they become, which random tokens."""
+        B, T = ids.shape
+        special = torch.isin(ids, torch.tensor(self.special_ids))  # (B, T)
+        n = (~special).sum(dim=1)  # (B,) ordinary positions per window
+        k = torch.minimum(torch.floor(n * self.rate + 0.5).clamp(min=1), n)  # (B,) how many to choose
+        score = torch.rand(B, T, generator=generator).masked_fill(special, 2.0)  # specials sort last
+        rank = score.argsort(dim=1).argsort(dim=1)  # (B, T): each position's place in its window's order
+        chosen = rank < k[:, None]  # (B, T): k random ordinary positions per window
+        action = torch.rand(B, T, generator=generator)  # (B, T): < 0.8 [MASK], < 0.9 random token, else kept
+        random_ids = self.replacements[torch.randint(len(self.replacements), (B, T), generator=generator)]
+        inputs = torch.where(chosen & (action < 0.8), self.mask_id, ids)
+        inputs = torch.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, inputs)
+        labels = torch.where(chosen, ids, IGNORE)
+        return inputs, labels
+
+
+def masked_windows(tokens: np.ndarray, starts: list[int], block_size: int, masking: Masking,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels), each (len(starts), block_size): the windows at ``starts``, framed and masked."""
+    ids, _ = windows(tokens, starts, masking.body(block_size))  # (B, body)
+    return masking(masking.frame(ids), generator)
+
+
+class MaskedBatchSampler(BatchSampler):
+    """Random masked-LM windows (inputs, labels), each (B_local, block_size).
+
+    Every rank draws and masks the whole global batch from the same generator and keeps its own
+    rows, so N processes see exactly the inputs one process would."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, masking: Masking, seed: int = 0,
+                 rank: int = 0, world: int = 1):
+        if masking.body(block_size) < 1:
+            raise LlmlabError(f"block size {block_size} leaves no room for text between [CLS] and [SEP]")
+        super().__init__(tokens, block_size, batch_size, seed, rank, world)
+        self.masking = masking
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = masked_windows(self.tokens, self._starts().tolist(), self.block_size, self.masking,
+                                        self.generator)  # (B_global, T) each
+        return inputs[self.rows], labels[self.rows]

