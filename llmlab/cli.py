@@ -728,8 +728,13 @@ TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when 
     "max_seq_len": (int, "context window of the model (default: block size)"),
     "block_size": (int, "tokens per training window"), "batch_size": (int, "windows per micro-batch (global)"),
     "grad_accum": (int, "micro-batches per optimizer step"), "max_iters": (int, "optimizer steps"),
-    "lr": (float, "peak learning rate"), "min_lr": (float, "final learning rate of the cosine"),
-    "warmup": (int, "warm-up steps"), "decay_steps": (int, "step where the cosine ends (default max-iters)"),
+    "lr": (float, "peak learning rate"), "min_lr": (float, "final learning rate"),
+    "warmup": (int, "warm-up steps"), "decay_steps": (int, "step where the decay ends (default max-iters)"),
+    "cooldown": (float, "instead of the cosine: hold the peak rate, then fall linearly to min-lr over this last "
+                        "fraction of the steps (e.g. 0.4)"),
+    "optimizer": (str, "adamw, or muon: Muon (orthogonalised momentum) for the blocks' weight matrices and AdamW "
+                       "for embeddings, head, norms and biases"),
+    "muon_lr": (float, "Muon's peak learning rate (follows the same schedule)"),
     "weight_decay": (float, "AdamW decoupled weight decay on Linear weights"), "beta2": (float, "AdamW beta2"),
     "grad_clip": (float, "clip the gradient norm (0: off)"), "eval_interval": (int, "steps between evaluations"),
     "eval_windows": (int, "validation windows per evaluation"),

@@ -59,7 +59,7 @@ from llmlab.train.data import (
     masked_windows,
     windows,
 )
-from llmlab.train.optim import Schedule, build_adamw, set_lr
+from llmlab.train.optim import Schedule, build_optimizer, set_lr
 from llmlab.weights.checkpoint import latest_step_dir, load_checkpoint, save_checkpoint
 
 METRICS = "metrics.jsonl"
@@ -89,6 +89,9 @@ class TrainConfig:
     min_lr: float = 1e-4
     warmup: int = 100
     decay_steps: int | None = None  # None: max_iters
+    cooldown: float | None = None  # None: cosine decay; else constant, then linear over this last fraction
+    optimizer: str = "adamw"  # adamw, or muon (Muon for the blocks' matrices, AdamW for the rest)
+    muon_lr: float = 0.02  # Muon's peak rate (follows the same schedule, scaled)
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
@@ -118,6 +121,10 @@ class TrainConfig:
         if self.max_seq_len is not None and self.block_size > self.max_seq_len:
             raise LlmlabError(f"block size {self.block_size} is longer than the model's context window "
                               f"(max-seq-len {self.max_seq_len}); lower --block-size or raise --max-seq-len")
+        if self.optimizer not in ("adamw", "muon"):
+            raise LlmlabError(f"unknown optimizer {self.optimizer!r}: use adamw or muon")
+        if self.cooldown is not None and not 0 < self.cooldown <= 1:
+            raise LlmlabError(f"cooldown is a fraction of the steps after warm-up, in (0, 1], not {self.cooldown}")
         if self.lr <= 0 or self.min_lr < 0:
             raise LlmlabError(f"learning rates must be positive (lr {self.lr}, min-lr {self.min_lr})")
 
@@ -156,7 +163,7 @@ class TrainConfig:
             raise LlmlabError(f"model config: {e}") from None
 
     def schedule(self) -> Schedule:
-        return Schedule(self.lr, self.min_lr, self.warmup, self.decay_steps or self.max_iters)
+        return Schedule(self.lr, self.min_lr, self.warmup, self.decay_steps or self.max_iters, self.cooldown)
 
 
 def config_from(preset: dict | None = None, **overrides) -> TrainConfig:
@@ -463,7 +470,7 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     torch.manual_seed(cfg.seed)
     model = task.build()
     model.to(d.device)
-    optimizer = build_adamw(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
+    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.muon_lr)
     schedule = cfg.schedule()
     step = 0
     existing = latest_step_dir(out) if out.is_dir() else None
@@ -474,6 +481,10 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
         ckpt = load_checkpoint(out, trainer=True, expect=mcfg)
         model.load_state_dict(ckpt.model.state_dict())
         state = ckpt.trainer
+        trained_with = state.get("config", {}).get("optimizer", "adamw")
+        if trained_with != cfg.optimizer:
+            raise LlmlabError(f"{out}: the checkpoint was trained with --optimizer {trained_with}, not "
+                              f"{cfg.optimizer}; resume with the optimizer it was trained with")
         optimizer.load_state_dict(state["optimizer"])
         sampler.load_state_dict(state["sampler"])
         set_rng_state(state["rng"])

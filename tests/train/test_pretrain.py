@@ -70,19 +70,20 @@ pretrain.train(cfg, log=lambda *a: None)
 """
 
 
-def test_resume_after_sigkill_continues_exactly(char_data, tmp_path):
+@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "muon", "cooldown": 0.4}], ids=["adamw", "muon"])
+def test_resume_after_sigkill_continues_exactly(char_data, tmp_path, optimizer):
     reference = tmp_path / "reference"
-    train(tiny(char_data, reference, max_iters=30, grad_accum=2), log=lambda *a: None)
+    train(tiny(char_data, reference, max_iters=30, grad_accum=2, **optimizer), log=lambda *a: None)
 
     killed = tmp_path / "killed"
-    cfg = dict(vars(tiny(char_data, killed, max_iters=30, grad_accum=2)))
+    cfg = dict(vars(tiny(char_data, killed, max_iters=30, grad_accum=2, **optimizer)))
     # 2 batches per step: the 50th draw is in step 25, after the checkpoint at step 20
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(cfg), "50"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     assert (killed / "latest").read_text().strip() == "step-000020" and max(losses(killed)) == 24
 
-    train(tiny(char_data, killed, max_iters=30, grad_accum=2, resume=True), log=lambda *a: None)
+    train(tiny(char_data, killed, max_iters=30, grad_accum=2, resume=True, **optimizer), log=lambda *a: None)
     assert losses(killed) == losses(reference)  # bit for bit, steps 1..30
     assert losses(killed, "val_loss") == losses(reference, "val_loss")
     a, b = (load_file(str(r / "step-000030" / "model.safetensors")) for r in (killed, reference))
@@ -122,9 +123,13 @@ def test_bad_training_input_is_one_line_exit_2(char_data, tmp_path, capsys):
         [*base, "--out", str(tmp_path / "x"), "--max-seq-len", "8"],  # block size > context window
         [*base, "--out", str(tmp_path / "x"), "--preset", "nope"],
         [*base, "--out", str(tmp_path / "x"), "--block-size", "100000"],  # windows longer than the data
+        [*base, "--out", str(tmp_path / "r"), "--resume", "--optimizer", "muon"],  # trained with adamw
+        [*base, "--out", str(tmp_path / "x"), "--optimizer", "sgd"],
+        [*base, "--out", str(tmp_path / "x"), "--cooldown", "1.5"],
     ]
     for args in cases:
         assert main(args) == 2, args
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == len(cases) and all(line.startswith("llmlab: error: ") for line in err)
     assert "different architecture" in err[0] and "--resume" in err[1] and "context window" in err[2]
+    assert "trained with --optimizer adamw" in err[5] and "unknown optimizer" in err[6] and "cooldown" in err[7]
