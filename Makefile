@@ -28,6 +28,7 @@ bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/models.py
 	$(PY) bench/word2vec.py
+	$(PY) bench/train.py
 	$(PY) bench/apps.py
 	$(PY) bench/topics.py
 	$(PY) bench/inspect.py
