@@ -186,6 +186,7 @@ def cmd_complete(args) -> int:
 
 def cmd_chat(args) -> int:
     from llmlab.generate import ChatSession, ChatTemplate
+    from llmlab.generate.chat import PLAIN_STOP, PLAIN_TEMPLATE
     from llmlab.weights.registry import load_adapted_decoder
 
     if args.list_presets:
@@ -201,11 +202,15 @@ def cmd_chat(args) -> int:
             raise LlmlabError("give either --system or --preset, not both")
         args.system = preset(args.preset)
     bundle = load_adapted_decoder(args.model, args.adapter, precision=args.precision)
+    source = bundle.chat_template or PLAIN_TEMPLATE
     if not bundle.chat_template:
-        raise LlmlabError(f"{args.model}: the model file has no chat template (tokenizer.chat_template)")
+        print(f"{args.model} has no chat template: plain turns (USER:, ASSISTANT:, a blank line after each); "
+              "a base model continues text rather than following instructions", file=sys.stderr)
     tok = bundle.tokenizer
-    template = ChatTemplate(bundle.chat_template, tok.bos_token or "", tok.eos_token or "")
+    template = ChatTemplate(source, tok.bos_token or "", tok.eos_token or "")
     session = ChatSession(bundle.model, tok, template, system=args.system, config=_generation_config(args))
+    if source == PLAIN_TEMPLATE:
+        session.config.stop.extend(PLAIN_STOP)
     index = None
     if args.index:
         from llmlab.apps.ask import NOT_FOUND, RELEVANCE, STOP, citations, retrieve, source_message

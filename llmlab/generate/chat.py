@@ -5,6 +5,12 @@ ChatML (``<|im_start|>user\\n...<|im_end|>``). The format ships inside the model
 a Jinja template (GGUF ``tokenizer.chat_template``); we render that template, in a
 sandbox, rather than hard-coding any format.
 
+A model that carries no template (a base model pre-trained here with `llmlab train`) gets
+`PLAIN_TEMPLATE`: each turn is the role in capitals, a colon, a newline, the text and a blank
+line, like a play's script (only letters, ':' and newlines, so even a character vocabulary
+learnt from Shakespeare can write it). A blank line ends an answer (`PLAIN_STOP`), so
+`llmlab finetune sft` trains the model to write one and `llmlab chat` stops there.
+
 Context-window policy: when the conversation plus the requested new tokens no longer fits
 the model's context, the oldest turns (after the system message) are dropped, and the
 caller is told how many (`ChatSession.dropped`), never silently.
@@ -18,6 +24,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmlab.errors import LlmlabError
 from llmlab.generate.generate import ContextWindowError, GenerationConfig, Stream, check_context
+
+PLAIN_TEMPLATE = ("{% for m in messages %}{{ m['role'] | upper }}:\n{{ m['content'] }}\n\n{% endfor %}"
+                  "{% if add_generation_prompt %}ASSISTANT:\n{% endif %}")
+PLAIN_STOP = ["\n\n"]  # the blank line that ends a turn of PLAIN_TEMPLATE
 
 
 class ChatTemplate:

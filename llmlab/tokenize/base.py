@@ -26,6 +26,8 @@ class Tokenizer(ABC):
     """Base class: subclasses implement `_encode_ordinary`, `_piece`, `decode`, `save`."""
 
     kind: str = "tokenizer"  # short family name shown to users: "bpe", "wordpiece", "word", ...
+    bos_token: str | None = None  # begin / end-of-sequence special tokens, where the vocabulary has them
+    eos_token: str | None = None
 
     def __init__(self, special_tokens: dict[str, int] | None = None, name: str | None = None):
         self.special_tokens: dict[str, int] = dict(special_tokens or {})

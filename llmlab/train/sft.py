@@ -365,16 +365,20 @@ def run_sft(data: str | Path, model: str = "smollm2", out: str | Path = "sft-out
             cfg: TrainConfig | None = None, progress: bool = True, log=print) -> SFTResult:
     """Read ``data``, fine-tune ``model`` (fully, or LoRA adapters), save into ``out``."""
     from llmlab.generate import ChatTemplate
+    from llmlab.generate.chat import PLAIN_TEMPLATE
     from llmlab.nn.lora import apply_lora, merge_lora, save_adapter
     from llmlab.weights.registry import load_decoder
 
     cfg = cfg or TrainConfig()
     conversations = read_conversations(data)
     bundle = load_decoder(model, precision="fp32")
-    if not bundle.chat_template:
-        raise LlmlabError(f"{model}: the model has no chat template to render the data with")
     tok = bundle.tokenizer
-    template = ChatTemplate(bundle.chat_template, tok.bos_token or "", tok.eos_token or "")
+    chat_template = bundle.chat_template
+    if not chat_template:
+        chat_template = PLAIN_TEMPLATE
+        log(f"{model} has no chat template: conversations are written as plain turns "
+            "(ROLE:, the text, a blank line), and the result keeps that template")
+    template = ChatTemplate(chat_template, tok.bos_token or "", tok.eos_token or "")
     limit = min(max_len or bundle.config.max_seq_len, bundle.config.max_seq_len)
     examples, report = build_examples(conversations, tok, template, limit, truncate, str(data))
     if report["truncated"] or report["dropped"]:
@@ -403,7 +407,7 @@ def run_sft(data: str | Path, model: str = "smollm2", out: str | Path = "sft-out
 
         if lora:
             merge_lora(net)
-        save_checkpoint(out, history.steps, net, tok, chat_template=bundle.chat_template)  # out/step-N, out/latest
+        save_checkpoint(out, history.steps, net, tok, chat_template=chat_template)  # out/step-N, out/latest
         kind = "merged" if lora else "full"
     log_doc = {"base_model": base, "kind": kind, "config": asdict(cfg), "data": report,
                "train_examples": len(train), "val_examples": len(val), "history": asdict(history)}

@@ -98,12 +98,14 @@ def _hf_decoder(folder: Path):
 
 
 def _checkpoint_decoder(path: Path, precision: str):
-    """Our own checkpoint (llmlab.weights.checkpoint): a run folder (its ``latest``) or a step folder."""
+    """Our own checkpoint (llmlab.weights.checkpoint): a run folder (its ``latest``) or a step folder.
+    The quantized blocks are written for the Llama family: a GPT-2-family checkpoint stays float32
+    whatever ``precision`` asks (exact, and such models are small)."""
     from llmlab.weights.checkpoint import load_checkpoint
     from llmlab.weights.gguf import DecoderBundle
 
     ckpt = load_checkpoint(path)
-    if precision != "fp32":
+    if precision != "fp32" and ckpt.config.family == "llama":
         ckpt.model.quantize(precision)
     return DecoderBundle(ckpt.model, ckpt.tokenizer, ckpt.config, ckpt.chat_template,
                          {"source": str(ckpt.path), "step": ckpt.step})
