@@ -124,6 +124,36 @@ def test_cbow_and_two_threads_learn_too(corpus):
     assert sum(w.startswith("wa") for w in near) >= 4
 
 
+@pytest.mark.parametrize("decay", ["sentences", "words"])
+def test_alpha_decays_linearly_in_sentences_or_words(decay, tmp_path, monkeypatch):
+    """Long paragraphs first, short ones last (as corpus_en): each chunk's rate falls by its share
+    of the corpus's sentences (gensim) or words (word2vec.c), down to min_alpha at the end."""
+    long_para = " ".join(f"w{LETTERS[i % 7]}" for i in range(120)) + "\n\n"
+    short_para = "wb wc wd we wf wg\n\n"
+    path = tmp_path / "uneven.txt"
+    path.write_text(long_para * 10 + short_para * 200, encoding="utf-8")
+    calls, kernel = [], K.train_chunk_sg
+
+    def recording_kernel(syn0, syn1neg, ids, starts, windows, cum, guide, negative, a0, a1, rng):
+        calls.append((len(starts) - 1, len(ids), a0, a1))
+        return kernel(syn0, syn1neg, ids, starts, windows, cum, guide, negative, a0, a1, rng)
+
+    monkeypatch.setattr(K, "train_chunk_sg", recording_kernel)
+    cfg = Word2VecConfig(dim=4, min_count=1, sample=0, epochs=2, chunk_words=300, alpha_decay=decay)
+    model = train_word2vec([path], cfg, progress=False)
+    assert model.sentences == 210 and model.stats["corpus_sentences"] == 210
+    sentences, words = np.array([c[:2] for c in calls]).T  # per chunk (sample=0: every word kept)
+    a0, a1 = np.array([c[2:] for c in calls]).T
+    done = np.cumsum(sentences if decay == "sentences" else words)
+    per_epoch = 210 if decay == "sentences" else 10 * 120 + 200 * 6
+    np.testing.assert_allclose(a1, cfg.alpha - (cfg.alpha - cfg.min_alpha) * done / (2 * per_epoch), rtol=1e-12)
+    np.testing.assert_allclose(a0, np.r_[cfg.alpha, a1[:-1]], rtol=1e-12)
+    assert a1[-1] == pytest.approx(cfg.min_alpha)
+    half = np.searchsorted(np.cumsum(words), words.sum() / 4)  # the chunk ending half of epoch 1's words
+    progress = (cfg.alpha - a1[half]) / (cfg.alpha - cfg.min_alpha)
+    assert progress < 0.1 if decay == "sentences" else progress > 0.25  # 10 of 210 sentences vs 1/4 of the words
+
+
 # --- corpus reading --------------------------------------------------------------------------------
 def test_sentences_from_text_and_tagged_zip(tmp_path):
     txt = tmp_path / "a.txt"
@@ -339,5 +369,7 @@ def test_bad_input_is_one_error_line(case, model, tmp_path, capsys):
 def test_config_rejects_nonsense():
     with pytest.raises(LlmlabError, match="window must be at least 1"):
         Word2VecConfig(window=0)
+    with pytest.raises(LlmlabError, match="alpha_decay must be 'sentences' or 'words'"):
+        Word2VecConfig(alpha_decay="epochs")
     with pytest.raises(LlmlabError, match="not trained"):
         Word2Vec().save("/tmp/never")
