@@ -1,20 +1,40 @@
 """Fine-tuning on real data: LoRA SFT of SmolLM2 and end-to-end MiniLM classifiers.
 
-sft: SmolLM2-135M-Instruct (fp32) with LoRA (r=8, alpha=16, dropout 0.05, q_proj/v_proj) on the
+sft: SmolLM2-135M-Instruct (fp32) with LoRA (r=8, alpha=16, dropout 0.05, q_proj/v_proj, seed 0) on the
   Alpaca-style instruction-data.json (1,100 records, ../shared/data/instructions). The records are
   shuffled (seed 0) and 10% held out; training uses the first --sft-train records of the rest whose
   rendered chat is at most 256 tokens, 1 epoch, batch 8, lr 2e-4. Reported before and after: the
   validation loss on the held-out answers (nats per answer token) and ROUGE-L F1 (bench/inspect.py's
   LCS over lower-cased words) of greedy answers (max 96 new tokens) against the reference outputs
   on the first --sft-eval held-out records, with 5 answers side by side.
+  `--only sft --sft-train 300 --sft-eval 30 --threads 1` (2-core CPU, ~5 min in all): validation loss
+  1.3292 -> 1.1596 over 110 held-out answers, ROUGE-L 0.4418 -> 0.5297 over 30; 38 steps in 97 s.
 
 classify: all-MiniLM-L6-v2 fine-tuned end to end (mean pooling + linear head, max 128 tokens,
   batch 32, AdamW lr 5e-5 / head 5e-4, warm-up + cosine) on rotten tomatoes train (8,530) ->
   validation (1,066): accuracy and macro-F1, beside the frozen-embeddings + logistic-regression
   figure of `llmlab classify --method embeddings` (bench/apps.py). Optionally banking77: stratified
-  80/20 split of train.csv (seed 0).
+  80/20 split of train.csv (seed 0), at twice --lr; --ensemble adds `llmlab classify --method
+  ensemble` (the mean of the fine-tuned and the hybrid head's probabilities, equal weights).
+  --label-smoothing and --layer-decay are llmlab.train.classify's options; --micro-batches only
+  changes speed (length-sorted pieces of each batch: 0.63 -> 0.45 s a step on one thread).
+
+banking77 recipe, chosen with --validation: a stratified 10% of the 80% training part (801 texts;
+  models trained on the other 7,201), never the 20% held-out part. Validation accuracy, fine-tuned
+  alone / ensemble (body lr = 2 x --lr; one thread, micro-batches 4):
+    4 epochs, lr 1e-4                                      0.9276 / 0.9363
+    4 epochs, lr 1e-4, label smoothing 0.1                 0.9326 / 0.9376
+    6 epochs, lr 1e-4, label smoothing 0.1                 0.9326 / 0.9376
+    4 epochs, lr 2e-4, layer decay 0.8                     0.9301 / 0.9376
+    4 epochs, lr 2e-4, layer decay 0.8, smoothing 0.1      0.9351 / 0.9401   <- chosen
+  (hybrid head alone 0.9213; 14-28 min a run on the busy 2-core machine). The chosen recipe trained on
+  the whole 80%, scored once on the 20%: accuracy 0.9290 (macro-F1 0.9328), ensemble 0.9295 (macro-F1
+  0.9320); 659 s of training on one thread. The old recipe (4 epochs, lr 1e-4) had 0.9260 / 0.9285.
+  The 0.93 target is missed by one text (1,860 of 2,001 right; 0.93 needs 1,861).
 
     .venv/bin/python bench/finetune.py [--only sft|classify|banking77] [--epochs 2] [--sft-train 300]
+    .venv/bin/python bench/finetune.py --only banking77 [--validation] --epochs 4 --lr 1e-4 \
+        --label-smoothing 0.1 --layer-decay 0.8 --ensemble --threads 1
 """
 
 import os
@@ -86,6 +106,7 @@ def bench_sft(data: Path, n_train: int, n_eval: int, max_len: int = 256) -> dict
     before = answers()
     before_rouge = sum(score(a, r) for a, r in zip(before, refs)) / len(refs)
     print(f"before: validation loss {before_loss:.4f}, ROUGE-L {before_rouge:.4f} ({time.perf_counter() - t0:.0f} s)")
+    torch.manual_seed(0)  # the adapters' A matrices start random
     apply_lora(model, ("q_proj", "v_proj"), r=8, alpha=16, dropout=0.05)
     cfg = TrainConfig(epochs=1, lr=2e-4, batch_size=8, eval_every=10_000)
     history = fit(model, train, [], cfg, pad)
@@ -94,6 +115,10 @@ def bench_sft(data: Path, n_train: int, n_eval: int, max_len: int = 256) -> dict
     after_rouge = sum(score(a, r) for a, r in zip(after, refs)) / len(refs)
     print(f"after:  validation loss {after_loss:.4f}, ROUGE-L {after_rouge:.4f}; training {history.seconds:.0f} s, "
           f"{history.tokens / history.seconds:.0f} answer tokens/s, {history.steps} steps")
+    print(f"\n| SmolLM2-135M-Instruct | validation loss ({len(val)} answers) | ROUGE-L ({len(evals)} answers) |")
+    print("|---|---:|---:|")
+    print(f"| before | {before_loss:.4f} | {before_rouge:.4f} |")
+    print(f"| after LoRA SFT ({len(train)} records, 1 epoch) | {after_loss:.4f} | {after_rouge:.4f} |")
     for k in range(min(5, len(evals))):
         print(f"\n--- held-out record {evals[k].record}: {conversations[evals[k].record - 1][0]['content'][:200]!r}")
         print(f"reference: {refs[k][:300]!r}")
@@ -105,24 +130,36 @@ def bench_sft(data: Path, n_train: int, n_eval: int, max_len: int = 256) -> dict
 
 
 # --- classification --------------------------------------------------------------------------------
-def bench_classify(name: str, train: tuple, test: tuple, epochs: float, lr: float, frozen_note: str) -> dict:
-    from llmlab.apps.classify import evaluate
-    from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, predict
+def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, ensemble: bool = False) -> dict:
+    from llmlab.apps.classify import classify, evaluate
+    from llmlab.train.classify import build_classifier, fit_classifier, predict_proba
 
     torch.manual_seed(0)
     labels = sorted(set(train[1]))
     clf = build_classifier("minilm", labels, max_len=128)
-    cfg = ClassifierTrainConfig(epochs=epochs, lr=lr, batch_size=32)
     history = fit_classifier(clf, list(train[0]), list(train[1]), cfg)
     t0 = time.perf_counter()
-    predicted, _ = predict(clf, list(test[0]))
-    m = evaluate(list(test[1]), predicted, labels)
-    print(f"{name}: MiniLM fine-tuned end to end ({len(train[0])} train, {epochs:g} epochs, lr {lr:g}, batch 32, "
-          f"max 128 tokens): accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}   "
-          f"[train {history.seconds:.0f} s, {history.texts_per_second:.0f} texts/s; predict "
+    probs = predict_proba(clf, list(test[0]))  # (N, labels)
+    m = evaluate(list(test[1]), [labels[i] for i in probs.argmax(dim=-1).tolist()], labels)
+    options = "".join(f", {k} {getattr(cfg, k):g}" for k, off in (("label_smoothing", 0.0), ("layer_decay", 1.0))
+                      if getattr(cfg, k) != off)
+    print(f"{name}: MiniLM fine-tuned end to end ({len(train[0])} train, {cfg.epochs:g} epochs, lr {cfg.lr:g}"
+          f"{options}, batch {cfg.batch_size}, max 128 tokens): accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}"
+          f"   [train {history.seconds:.0f} s, {history.texts_per_second:.0f} texts/s; predict "
           f"{time.perf_counter() - t0:.0f} s; {clf.truncated} texts cut]   {frozen_note}")
-    return {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "train_seconds": history.seconds, "epochs": epochs,
-            "lr": lr, "train": len(train[0]), "test": len(test[0])}
+    out = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "train_seconds": history.seconds, "epochs": cfg.epochs,
+           "lr": cfg.lr, "label_smoothing": cfg.label_smoothing, "layer_decay": cfg.layer_decay,
+           "train": len(train[0]), "test": len(test[0])}
+    if ensemble:  # `llmlab classify --method ensemble`: the mean of these and the hybrid head's probabilities
+        hybrid = classify(list(test[0]), "hybrid", train_texts=list(train[0]), train_labels=list(train[1]))
+        assert hybrid.labels == labels
+        mixed = (probs.numpy() + hybrid.probabilities) / 2
+        e = evaluate(list(test[1]), [labels[i] for i in mixed.argmax(axis=1)], labels)
+        h = evaluate(list(test[1]), hybrid.predicted, labels)
+        print(f"{name}: ensemble (mean of the fine-tuned and hybrid probabilities): accuracy {e.accuracy:.4f}  "
+              f"macro-F1 {e.macro_f1:.4f}   [hybrid alone: accuracy {h.accuracy:.4f}]")
+        out.update(ensemble_accuracy=e.accuracy, ensemble_macro_f1=e.macro_f1, hybrid_accuracy=h.accuracy)
+    return out
 
 
 def main() -> int:
@@ -133,18 +170,32 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--sft-train", type=int, default=300)
     ap.add_argument("--sft-eval", type=int, default=30)
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
+    ap.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise lr decay of the body (1: none)")
+    ap.add_argument("--micro-batches", type=int, default=4, help="length-sorted pieces per batch (speed only)")
+    ap.add_argument("--ensemble", action="store_true", help="banking77: also average with the hybrid head")
+    ap.add_argument("--validation", action="store_true", help="banking77: train on 90%% of the 80%% training "
+                    "part and score the other 10%% (for choosing settings)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="1 is faster on a shared machine")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(args.threads)
     only = args.only or ["sft", "classify", "banking77"]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     results = {}
+
+    def train_config(lr: float):
+        from llmlab.train.classify import ClassifierTrainConfig
+
+        return ClassifierTrainConfig(epochs=args.epochs, lr=lr, batch_size=32, label_smoothing=args.label_smoothing,
+                                     layer_decay=args.layer_decay, micro_batches=args.micro_batches)
+
     if "classify" in only:
         rt = args.data / "rotten_tomatoes"
         tr, va = read_rows(rt / "train.csv"), read_rows(rt / "validation.csv")
         results["rotten_tomatoes"] = bench_classify(
             "rotten tomatoes validation", ([r["text"] for r in tr], [r["label"] for r in tr]),
-            ([r["text"] for r in va], [r["label"] for r in va]), args.epochs, args.lr,
+            ([r["text"] for r in va], [r["label"] for r in va]), train_config(args.lr),
             f"(frozen embeddings + logistic regression: macro-F1 {FROZEN_RT_MACRO_F1})")
     if "banking77" in only:
         from sklearn.model_selection import train_test_split
@@ -152,9 +203,13 @@ def main() -> int:
         rows = read_rows(args.data / "banking77" / "train.csv")
         x, y = [r["text"] for r in rows], [r["category"] for r in rows]
         x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+        name = "banking77 20% split"
+        if args.validation:  # choose settings here: 10% of the training part, the 20% left untouched
+            x_tr, x_te, y_tr, y_te = train_test_split(x_tr, y_tr, test_size=0.1, stratify=y_tr, random_state=0)
+            name = "banking77 validation (10% of the 80%)"
         results["banking77"] = bench_classify(
-            "banking77 20% split", (x_tr, y_tr), (x_te, y_te), args.epochs, args.lr * 2,
-            f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})")
+            name, (x_tr, y_tr), (x_te, y_te), train_config(args.lr * 2),
+            f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})", ensemble=args.ensemble)
     if "sft" in only:
         results["sft"] = bench_sft(args.data, args.sft_train, args.sft_eval)
     if args.json:

@@ -441,7 +441,9 @@ def cmd_finetune_classify(args) -> int:
         raise LlmlabError(f"{args.train}: the column {args.label_column!r} holds only {names}: "
                           "at least two classes are needed")
     cfg = ClassifierTrainConfig(epochs=args.epochs, lr=args.lr or (1e-3 if args.freeze else 5e-5),
-                                batch_size=args.batch_size, freeze=args.freeze, seed=args.seed)
+                                batch_size=args.batch_size, freeze=args.freeze, seed=args.seed,
+                                label_smoothing=args.label_smoothing, layer_decay=args.layer_decay,
+                                micro_batches=4)  # length-sorted pieces: the same gradient, less padding
     clf = build_classifier(args.model, names, max_len=args.max_len)
     h = fit_classifier(clf, texts, labels, cfg, progress=not args.quiet)
     base = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
@@ -1142,6 +1144,10 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--lr", type=float, help="learning rate of the body (default 5e-5; head 10x), "
                     "or of the head with --freeze (default 1e-3)")
     fc.add_argument("--batch-size", type=int, default=32)
+    fc.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
+                    help="spread this share of each target over all labels (e.g. 0.1; default 0)")
+    fc.add_argument("--layer-decay", type=float, default=1.0, metavar="D",
+                    help="layer-wise lr decay: block i of L learns at lr * D^(L-i) (e.g. 0.8; default 1: one lr)")
     fc.add_argument("--max-len", type=int, default=128, metavar="N", help="tokens per text; longer texts are cut")
     fc.add_argument("--seed", type=int, default=0)
     fc.add_argument("--quiet", action="store_true", help="no progress bar")

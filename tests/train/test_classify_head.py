@@ -1,5 +1,6 @@
 """Classification heads (llmlab.train.classify) on tiny random bodies: a separable toy task is
-learned, a frozen body stays put, save/load predicts the same, `llmlab classify --model DIR`."""
+learned, a frozen body stays put, layer-wise lr groups, length-sorted micro-batches give the whole
+batch's gradient, save/load predicts the same, `llmlab classify --model DIR`."""
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ from llmlab.models.encoder import BertConfig, BertModel
 from llmlab.train.classify import (
     ClassifierTrainConfig,
     TextClassifier,
+    batch_backward,
+    body_groups,
     fit_classifier,
     load_classifier,
     predict,
@@ -30,9 +33,9 @@ class Words:
         return [1] + [self.vocab.index(w) for w in text.split()] + [2]
 
 
-def tiny_encoder() -> BertModel:
+def tiny_encoder(layers: int = 1) -> BertModel:
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=11, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+    cfg = BertConfig(vocab_size=11, hidden_size=16, num_hidden_layers=layers, num_attention_heads=2,
                      intermediate_size=32, max_position_embeddings=16)
     return BertModel(cfg)
 
@@ -67,6 +70,42 @@ def test_frozen_body_trains_only_the_head():
                    progress=False)
     assert all(torch.equal(before[k], v) for k, v in clf.body.state_dict().items())
     assert not torch.equal(head, clf.head.weight)
+
+
+def test_layer_decay_gives_lower_blocks_smaller_steps():
+    body = tiny_encoder(layers=2)
+    groups = body_groups(body, 1.0, 0.01, layer_decay=0.5)
+    lr = {name: g["lr"] for g in groups for name in g["names"]}
+    assert sorted(lr) == sorted(name for name, _ in body.named_parameters())  # every parameter once
+    assert lr["embeddings.word_embeddings.weight"] == 0.125  # 0.5 ** (2 + 1)
+    assert lr["encoder.layer.0.attention.self.query.weight"] == 0.25
+    assert lr["encoder.layer.1.output.dense.bias"] == 0.5
+    assert all(g["lr"] == 1.0 for g in body_groups(body, 1.0, 0.01))  # no decay: one lr
+    decoder = {name: g["lr"] for g in body_groups(tiny_decoder(), 1.0, 0.0, 0.5) for name in g["names"]}
+    assert decoder["embed_tokens.weight"] == 0.25 and decoder["layers.0.mlp.up_proj.weight"] == 0.5
+    assert decoder["norm.weight"] == 1.0  # above the blocks: the full rate
+
+
+def test_micro_batches_give_the_whole_batch_gradient():
+    clf = TextClassifier(tiny_encoder(), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.0)
+    rows = [clf.encode(t) for t in ["good", "bad awful poor ugly", "great fine", "nice", "ugly bad poor"]]
+    y = [1, 0, 1, 1, 0]
+    grads = []
+    for pieces in (1, 3):
+        clf.zero_grad()
+        loss = batch_backward(clf, rows, y, [0, 1, 2, 3, 4], pieces, label_smoothing=0.1)
+        grads.append((loss, [p.grad.clone() for p in clf.parameters()]))
+    assert abs(grads[0][0] - grads[1][0]) < 1e-6
+    for whole, pieced in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(pieced, whole, rtol=1e-4, atol=1e-6)
+
+
+def test_label_smoothing_and_options_train():
+    clf = TextClassifier(tiny_encoder(2), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.0)
+    cfg = ClassifierTrainConfig(epochs=15, lr=3e-3, batch_size=8, label_smoothing=0.1, layer_decay=0.8,
+                                micro_batches=2)
+    fit_classifier(clf, TEXTS, LABELS, cfg, progress=False)
+    assert predict(clf, ["good nice", "bad ugly poor"])[0] == ["pos", "neg"]
 
 
 def test_long_texts_are_cut_and_counted():
