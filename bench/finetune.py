@@ -141,14 +141,15 @@ def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, 
     t0 = time.perf_counter()
     probs = predict_proba(clf, list(test[0]))  # (N, labels)
     m = evaluate(list(test[1]), [labels[i] for i in probs.argmax(dim=-1).tolist()], labels)
-    options = "".join(f", {k} {getattr(cfg, k):g}" for k, off in (("label_smoothing", 0.0), ("layer_decay", 1.0))
-                      if getattr(cfg, k) != off)
+    options = "".join(f", {k} {getattr(cfg, k):g}" for k, off in (("label_smoothing", 0.0), ("layer_decay", 1.0),
+                                                                   ("body_dropout", None)) if getattr(cfg, k) != off)
     print(f"{name}: MiniLM fine-tuned end to end ({len(train[0])} train, {cfg.epochs:g} epochs, lr {cfg.lr:g}"
           f"{options}, batch {cfg.batch_size}, max 128 tokens): accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}"
           f"   [train {history.seconds:.0f} s, {history.texts_per_second:.0f} texts/s; predict "
           f"{time.perf_counter() - t0:.0f} s; {clf.truncated} texts cut]   {frozen_note}")
     out = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "train_seconds": history.seconds, "epochs": cfg.epochs,
            "lr": cfg.lr, "label_smoothing": cfg.label_smoothing, "layer_decay": cfg.layer_decay,
+           "body_dropout": cfg.body_dropout,
            "train": len(train[0]), "test": len(test[0])}
     if ensemble:  # `llmlab classify --method ensemble`: the mean of these and the hybrid head's probabilities
         hybrid = classify(list(test[0]), "hybrid", train_texts=list(train[0]), train_labels=list(train[1]))
@@ -172,6 +173,7 @@ def main() -> int:
     ap.add_argument("--sft-eval", type=int, default=30)
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise lr decay of the body (1: none)")
+    ap.add_argument("--body-dropout", type=float, help="the encoder's dropout while fine-tuning (BERT: 0.1)")
     ap.add_argument("--micro-batches", type=int, default=4, help="length-sorted pieces per batch (speed only)")
     ap.add_argument("--ensemble", action="store_true", help="banking77: also average with the hybrid head")
     ap.add_argument("--validation", action="store_true", help="banking77: train on 90%% of the 80%% training "
@@ -188,7 +190,8 @@ def main() -> int:
         from llmlab.train.classify import ClassifierTrainConfig
 
         return ClassifierTrainConfig(epochs=args.epochs, lr=lr, batch_size=32, label_smoothing=args.label_smoothing,
-                                     layer_decay=args.layer_decay, micro_batches=args.micro_batches)
+                                     layer_decay=args.layer_decay, micro_batches=args.micro_batches,
+                                     body_dropout=args.body_dropout)
 
     if "classify" in only:
         rt = args.data / "rotten_tomatoes"

@@ -49,6 +49,8 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     hidden_act: str = "gelu"  # exact erf GELU, as in BERT (not the tanh approximation)
     pad_token_id: int | None = 0  # embedding row kept at zero for padding; None: no such row
+    dropout: float = 0.0  # in training mode: on embeddings, attention weights and both residual branches
+    # (BERT trains with 0.1; read at each forward, so a fine-tuning run may set it on a loaded model)
     head_dim: int = field(init=False)
 
     def __post_init__(self):
@@ -66,10 +68,10 @@ class BertConfig:
             raise LlmlabError(f"{source}: position_embedding_type {config['position_embedding_type']!r} "
                               "is not supported (only 'absolute')")
         names = [f.name for f in fields(cls) if f.init]
-        missing = [n for n in names if n not in config and n not in ("hidden_act", "pad_token_id")]
+        missing = [n for n in names if n not in config and n not in ("hidden_act", "pad_token_id", "dropout")]
         if missing:
             raise LlmlabError(f"{source}: missing BERT settings {', '.join(missing)}")
-        kwargs = {n: config[n] for n in names if n in config}
+        kwargs = {n: config[n] for n in names if n in config and n != "dropout"}  # HF's dropouts: set per run
         if not all(isinstance(v, int) and not isinstance(v, bool) for k, v in kwargs.items()
                    if k not in ("layer_norm_eps", "hidden_act")):
             raise LlmlabError(f"{source}: BERT sizes must be integers")
@@ -80,13 +82,14 @@ class BertConfig:
 
 
 # --- attention ---------------------------------------------------------------------
-def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d) + mask) v, written out; the plain twin of SDPA.
+def reference_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor,
+                        dropout: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d) + mask) v, written out (``dropout`` on the weights); the plain twin of SDPA.
 
     q, k, v: (B, n_head, T, head_dim); attn_mask: bool, True where a key may be attended."""
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, n_head, T, T)
     scores = scores.masked_fill(~attn_mask, float("-inf"))  # padding keys get zero weight
-    return scores.softmax(dim=-1) @ v  # (B, n_head, T, head_dim)
+    return F.dropout(scores.softmax(dim=-1), dropout) @ v  # (B, n_head, T, head_dim)
 
 
 class SelfAttention(nn.Module):
@@ -94,6 +97,7 @@ class SelfAttention(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
+        self.cfg = cfg
         self.n_head, self.head_dim = cfg.num_attention_heads, cfg.head_dim
         self.query = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.key = nn.Linear(cfg.hidden_size, cfg.hidden_size)
@@ -104,8 +108,11 @@ class SelfAttention(nn.Module):
         q = self.query(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
         k = self.key(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
         v = self.value(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
-        attend = reference_attention if reference else F.scaled_dot_product_attention
-        y = attend(q, k, v, attn_mask=attn_mask)  # (B, n_head, T, head_dim)
+        p = self.cfg.dropout if self.training else 0.0
+        if reference:
+            y = reference_attention(q, k, v, attn_mask, p)  # (B, n_head, T, head_dim)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
         return y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
 
 
@@ -136,15 +143,17 @@ class BertLayer(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
+        self.cfg = cfg
         self.attention = Attention(cfg)
         self.intermediate = Dense(cfg.hidden_size, cfg.intermediate_size)
         self.output = Dense(cfg.intermediate_size, cfg.hidden_size, cfg.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor, reference: bool = False) -> torch.Tensor:
+        p = self.cfg.dropout if self.training else 0.0
         a = self.attention.self(x, attn_mask, reference)  # (B, T, C)
-        x = self.attention.output.LayerNorm(x + self.attention.output.dense(a))  # (B, T, C)
+        x = self.attention.output.LayerNorm(x + F.dropout(self.attention.output.dense(a), p))  # (B, T, C)
         h = F.gelu(self.intermediate.dense(x))  # (B, T, intermediate_size)
-        x = self.output.LayerNorm(x + self.output.dense(h))  # (B, T, C)
+        x = self.output.LayerNorm(x + F.dropout(self.output.dense(h), p))  # (B, T, C)
         return x
 
 
@@ -153,6 +162,7 @@ class Embeddings(nn.Module):
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
+        self.cfg = cfg
         self.word_embeddings = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=cfg.pad_token_id)
         self.position_embeddings = nn.Embedding(cfg.max_position_embeddings, cfg.hidden_size)
         self.token_type_embeddings = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
@@ -163,7 +173,7 @@ class Embeddings(nn.Module):
         x = (self.word_embeddings(input_ids)  # (B, T, C)
              + self.position_embeddings(positions)  # (T, C), the same for every row
              + self.token_type_embeddings(token_type_ids))  # (B, T, C)
-        return self.LayerNorm(x)
+        return F.dropout(self.LayerNorm(x), self.cfg.dropout if self.training else 0.0)
 
 
 class Encoder(nn.Module):

@@ -151,6 +151,8 @@ class ClassifierTrainConfig:
     label_smoothing: float = 0.0  # share of each target spread evenly over all labels (Szegedy et al. 2016)
     layer_decay: float = 1.0  # layer-wise lr decay: block i of L learns at lr * layer_decay ** (L - i),
     # the embeddings at lr * layer_decay ** (L + 1) (Clark et al. 2020, ELECTRA); 1.0: one lr for the body
+    body_dropout: float | None = None  # an encoder body's dropout while training (BERT fine-tunes with 0.1);
+    # None: the model's own setting (0 for MiniLM as loaded)
     micro_batches: int = 1  # >1: run each batch as this many length-sorted pieces, each padded to its own
     # longest text; the gradient is the same as the whole batch's, with far less padding to compute
 
@@ -177,6 +179,10 @@ def fit_classifier(clf: TextClassifier, texts: list[str], labels: list[str], cfg
         raise LlmlabError("give as many training texts as labels, at least one")
     for p in clf.body.parameters():
         p.requires_grad_(not cfg.freeze)
+    if cfg.body_dropout is not None:
+        if not hasattr(getattr(clf.body, "config", None), "dropout"):
+            raise LlmlabError("body dropout is available for encoder bodies (BERT) only")
+        clf.body.config.dropout = cfg.body_dropout  # read by every layer at each forward, in training mode
     rows = [clf.encode(t) for t in texts]
     y = [index[n] for n in labels]
     steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)

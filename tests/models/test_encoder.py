@@ -287,3 +287,23 @@ def test_missing_and_unknown_tensors(tmp_path):
     save_file(state, tmp_path / "model.safetensors")
     with pytest.raises(LlmlabError, match=r"word_embeddings.weight has shape \(5, 32\), config.json implies"):
         load_bert(tmp_path)
+
+
+def test_dropout_acts_only_in_training_mode():
+    from llmlab.models.encoder import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=16, dropout=0.1)
+    model = BertModel(cfg)
+    ids = torch.randint(1, 50, (3, 10))
+    model.eval()
+    plain = model(ids)
+    model.train()
+    a, b = model(ids), model(ids)
+    assert not torch.allclose(a, b) and not torch.allclose(a, plain)  # a fresh mask at every call
+    cfg.dropout = 0.0  # read at each forward: a loaded model can be given a dropout for fine-tuning
+    torch.testing.assert_close(model(ids), plain)
+    assert BertConfig.from_hf_config({**{k: getattr(cfg, k) for k in (
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "max_position_embeddings", "type_vocab_size", "layer_norm_eps")}, "hidden_dropout_prob": 0.1}).dropout == 0.0
