@@ -100,8 +100,9 @@ def build_classifier(model: str, labels: list[str], max_len: int = 128, dropout:
         bert = enc.bert
         tok = enc._uncut if hasattr(enc, "_uncut") else enc.tokenizer  # our own cut keeps [SEP]
         limit = min(max_len, bert.config.max_position_embeddings)
+        pad = bert.config.pad_token_id if bert.config.pad_token_id is not None else 0  # padding is masked anyway
         return TextClassifier(bert, "encoder", _Lowercase(tok) if enc.lowercase else tok, bert.config.hidden_size,
-                              labels, bert.config.pad_token_id, limit, dropout)
+                              labels, pad, limit, dropout)
     bundle = load_decoder(model, precision="fp32")
     tok = bundle.tokenizer
     pad = tok.special_tokens.get(tok.eos_token, 0) if tok.eos_token else 0
@@ -124,9 +125,13 @@ def _kind_of(model: str, decoders, encoders) -> str:
         return "encoder"
     if model in decoders:
         return "decoder"
+    from llmlab.weights.checkpoint import is_checkpoint, read_meta, resolve
+
     p = Path(model).expanduser()
     if p.suffix == ".gguf" or (p.is_dir() and any(p.glob("*.gguf"))):
         return "decoder"
+    if p.is_dir() and is_checkpoint(p):  # pre-trained here: the checkpoint says which kind it is
+        return read_meta(resolve(p), kind=None)["model"]
     if p.is_dir() and (p / "config.json").is_file():
         try:
             model_type = json.loads(read_text(p / "config.json")).get("model_type")

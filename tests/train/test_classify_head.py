@@ -13,6 +13,7 @@ from llmlab.train.classify import (
     TextClassifier,
     batch_backward,
     body_groups,
+    build_classifier,
     fit_classifier,
     load_classifier,
     predict,
@@ -182,3 +183,23 @@ def test_ensemble_is_the_mean_of_finetuned_and_hybrid(tmp_path, capsys, monkeypa
     other = [lab.replace("neg", "bad") for lab in LABELS]
     with pytest.raises(LlmlabError, match="are not the training file's"):
         classify(test, "ensemble", **{**kw, "train_labels": other})
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm"])
+def test_classifier_on_our_own_pretrained_checkpoint(char_data, tmp_path, objective):
+    """A decoder (causal LM) or encoder (masked LM) pre-trained here is a base like smollm2 / minilm."""
+    from llmlab.train.pretrain import train
+
+    from .conftest import tiny
+
+    run = tmp_path / objective
+    family = "bert" if objective == "mlm" else "gpt2"
+    train(tiny(char_data, run, objective=objective, family=family, max_iters=20), log=lambda *a: None)
+    texts = ["the king is dead", "long live the king", "the queen is well", "a song of love"] * 6
+    labels = ["sad", "glad", "glad", "glad"] * 6
+    clf = build_classifier(str(run), ["sad", "glad"], max_len=16)
+    assert clf.kind == ("encoder" if objective == "mlm" else "decoder")
+    fit_classifier(clf, texts, labels, ClassifierTrainConfig(epochs=20, lr=3e-3, batch_size=8), progress=False)
+    save_classifier(clf, tmp_path / "clf", str(run), frozen=False)
+    again = load_classifier(tmp_path / "clf")
+    assert predict(again, texts[:4])[0] == predict(clf, texts[:4])[0] == labels[:4]
