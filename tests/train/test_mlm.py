@@ -22,6 +22,7 @@ from llmlab.weights.checkpoint import load_checkpoint
 from llmlab.weights.registry import load_decoder, load_encoder
 
 from .conftest import SAMPLE, tiny
+from .test_pretrain import KILL_SCRIPT
 
 REPO = Path(__file__).resolve().parents[2]
 QUIET = dict(log=lambda *a: None)
@@ -182,20 +183,6 @@ def test_loss_goes_down_and_validation_is_fixed(mlm_run, char_data):
     assert again[0] == again[1]  # a fixed, seeded masking: the same number every evaluation
 
 
-KILL_SCRIPT = """
-import json, os, signal, sys
-from llmlab.train import data, pretrain
-cfg = pretrain.config_from(json.loads(sys.argv[1]))
-kill_at, calls = int(sys.argv[2]), [0]
-draw = data.MaskedBatchSampler.next
-def next_or_die(self):
-    calls[0] += 1
-    if calls[0] == kill_at:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return draw(self)
-data.MaskedBatchSampler.next = next_or_die
-pretrain.train(cfg, log=lambda *a: None)
-"""
 
 
 def test_resume_after_sigkill_continues_exactly(char_data, tmp_path):
@@ -205,7 +192,7 @@ def test_resume_after_sigkill_continues_exactly(char_data, tmp_path):
     killed = tmp_path / "killed"
     cfg = dict(vars(mlm(char_data, killed, max_iters=30, grad_accum=2)))
     # 2 batches per step: the 50th draw is in step 25, after the checkpoint at step 20
-    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(cfg), "50"], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, json.dumps(cfg), "50", "MaskedBatchSampler"], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     assert (killed / "latest").read_text().strip() == "step-000020" and max(losses(killed)) == 24

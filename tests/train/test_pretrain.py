@@ -59,13 +59,14 @@ import json, os, signal, sys
 from llmlab.train import data, pretrain
 cfg = pretrain.config_from(json.loads(sys.argv[1]))
 kill_at, calls = int(sys.argv[2]), [0]
-draw = data.BatchSampler.next
+sampler = getattr(data, sys.argv[3] if len(sys.argv) > 3 else "BatchSampler")  # the class that draws batches
+draw = sampler.next
 def next_or_die(self):
     calls[0] += 1
     if calls[0] == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
     return draw(self)
-data.BatchSampler.next = next_or_die
+sampler.next = next_or_die
 pretrain.train(cfg, log=lambda *a: None)
 """
 
