@@ -35,8 +35,7 @@ def load_decoder(name_or_path: str | Path = "smollm2", precision: str = "fp32"):
         return _checkpoint_decoder(path, precision)
     if path.is_dir() and (path / "config.json").is_file():
         bundle = _hf_decoder(path)
-        if precision != "fp32":
-            bundle.model.quantize(precision)
+        _quantize(bundle.model, precision)
         return bundle
     if path.is_dir():
         ggufs = sorted(path.glob("*.gguf"))
@@ -58,9 +57,16 @@ def load_adapted_decoder(name_or_path: str | Path = "smollm2", adapter: str | Pa
 
     bundle = load_decoder(name_or_path, precision="fp32")
     load_adapter(bundle.model, adapter, merge=True)
-    if precision != "fp32":
-        bundle.model.quantize(precision)
+    _quantize(bundle.model, precision)
     return bundle
+
+
+def _quantize(model, precision: str) -> None:
+    """int8 / int4 weight-only blocks for a Llama-family decoder (the quantized blocks are written
+    for Llama's); a GPT-2-family model stays float32 whatever ``precision`` asks (exact, and such
+    models here are small)."""
+    if precision != "fp32" and model.config.family == "llama":
+        model.quantize(precision)
 
 
 def load_encoder(name_or_path: str | Path = "minilm", precision: str = "fp32"):
@@ -98,15 +104,12 @@ def _hf_decoder(folder: Path):
 
 
 def _checkpoint_decoder(path: Path, precision: str):
-    """Our own checkpoint (llmlab.weights.checkpoint): a run folder (its ``latest``) or a step folder.
-    The quantized blocks are written for the Llama family: a GPT-2-family checkpoint stays float32
-    whatever ``precision`` asks (exact, and such models are small)."""
+    """Our own checkpoint (llmlab.weights.checkpoint): a run folder (its ``latest``) or a step folder."""
     from llmlab.weights.checkpoint import load_checkpoint
     from llmlab.weights.gguf import DecoderBundle
 
     ckpt = load_checkpoint(path)
-    if precision != "fp32" and ckpt.config.family == "llama":
-        ckpt.model.quantize(precision)
+    _quantize(ckpt.model, precision)
     return DecoderBundle(ckpt.model, ckpt.tokenizer, ckpt.config, ckpt.chat_template,
                          {"source": str(ckpt.path), "step": ckpt.step})
 
