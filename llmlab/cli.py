@@ -430,6 +430,8 @@ def cmd_finetune_sft(args) -> int:
 
 
 def cmd_finetune_classify(args) -> int:
+    import torch
+
     from llmlab.apps.tables import read_csv
     from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, save_classifier
 
@@ -444,6 +446,7 @@ def cmd_finetune_classify(args) -> int:
                                 batch_size=args.batch_size, freeze=args.freeze, seed=args.seed,
                                 label_smoothing=args.label_smoothing, layer_decay=args.layer_decay,
                                 micro_batches=4)  # length-sorted pieces: the same gradient, less padding
+    torch.manual_seed(args.seed)  # the head's initial weights too: same seed, same classifier
     clf = build_classifier(args.model, names, max_len=args.max_len)
     h = fit_classifier(clf, texts, labels, cfg, progress=not args.quiet)
     base = str(Path(args.model).resolve()) if Path(args.model).exists() else args.model
@@ -970,8 +973,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "a fine-tuned --model's probabilities")
     cl.add_argument("--train", metavar="TRAIN.csv", help="labelled examples for the hybrid, embeddings, bow and "
                     "ensemble methods")
-    cl.add_argument("--model", metavar="DIR", help="a fine-tuned classifier folder (`llmlab finetune classify`); "
-                    "predicts with it instead of --method, or with --method ensemble averages it with hybrid")
+    cl.add_argument("--model", metavar="DIR", action="append",
+                    help="a fine-tuned classifier folder (`llmlab finetune classify`); predicts with it instead of "
+                    "--method, or with --method ensemble averages it with hybrid. Repeat to average several "
+                    "(e.g. the same task trained with --seed 0, 1, 2)")
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")
     cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "

@@ -13,7 +13,8 @@
   end-of-turn included), minus its score for a content-free text (contextual calibration,
   Zhao et al. 2021), and the most likely wins, so no free text is ever parsed.
 - ``finetuned``: a classifier folder made by `llmlab finetune classify` (llmlab.train.classify:
-  MiniLM or a decoder with a linear head, trained end to end) predicts directly.
+  MiniLM or a decoder with a linear head, trained end to end) predicts directly. Several folders
+  (the same task trained with different seeds) predict the mean of their probabilities.
 - ``ensemble``: the mean of the ``finetuned`` and ``hybrid`` class probabilities, with equal
   weights fixed in advance (not fitted): a model trained end to end and a linear head on
   frozen features make different mistakes.
@@ -65,7 +66,7 @@ def classify(
     decoder=None,
     question: str | None = None,
     progress: bool = False,
-    model: str | None = None,
+    model: str | list[str] | None = None,
 ) -> Classification:
     """Predict a label for each text.
 
@@ -74,7 +75,8 @@ def classify(
     asks (default: which of the labels fits); a task-specific question such as "Is the
     sentiment of this movie review positive or negative?" helps a small model a lot.
     ``encoder`` / ``decoder`` default to the bundled MiniLM / SmolLM2 (int4). ``model`` is the
-    folder of a fine-tuned classifier (method ``finetuned``).
+    folder of a fine-tuned classifier (methods ``finetuned`` and ``ensemble``), or a list of
+    folders whose probabilities are averaged.
     """
     if method not in METHODS:
         raise LlmlabError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
@@ -166,28 +168,39 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
 def _finetuned(texts, model, progress) -> Classification:
     from llmlab.train.classify import load_classifier, predict_proba
 
-    if not model:
+    folders = [model] if isinstance(model, str | bytes) or hasattr(model, "__fspath__") else list(model or [])
+    if not folders:
         raise LlmlabError("the finetuned method needs a classifier folder (made by `llmlab finetune classify`)")
-    clf = load_classifier(model)
-    probs = predict_proba(clf, texts, progress=progress)
-    best = probs.max(dim=-1)
-    return Classification("finetuned", clf.labels, [clf.labels[i] for i in best.indices.tolist()],
-                          best.values.tolist(), details={"model": str(model), "truncated": clf.truncated},
-                          probabilities=probs.numpy())
+    labels, probs, truncated = None, 0, 0
+    for folder in folders:  # one model in memory at a time
+        clf = load_classifier(folder)
+        if labels is None:
+            labels = clf.labels
+        elif sorted(clf.labels) != sorted(labels):
+            raise LlmlabError(f"{folder}: its labels ({', '.join(sorted(clf.labels))}) are not those of "
+                              f"{folders[0]} ({', '.join(sorted(labels))}): average classifiers of one task only")
+        p = predict_proba(clf, texts, progress=progress).numpy()
+        probs = probs + p[:, [clf.labels.index(n) for n in labels]] / len(folders)  # columns in the first's order
+        truncated = max(truncated, clf.truncated)
+    best = probs.argmax(axis=1)
+    names = [str(f) for f in folders]
+    return Classification("finetuned", labels, [labels[i] for i in best], probs.max(axis=1).tolist(),
+                          details={"model": names[0] if len(names) == 1 else names, "truncated": truncated},
+                          probabilities=probs)
 
 
 def _ensemble(texts, model, train_texts, train_labels, encoder, progress) -> Classification:
     tuned = _finetuned(texts, model, progress)
     names = sorted(set(train_labels))
     if sorted(tuned.labels) != names:
-        raise LlmlabError(f"{model}: the classifier's labels ({', '.join(sorted(tuned.labels))}) are not the "
-                          f"training file's ({', '.join(names)})")
+        raise LlmlabError(f"{tuned.details['model']}: the classifier's labels ({', '.join(sorted(tuned.labels))}) "
+                          f"are not the training file's ({', '.join(names)})")
     linear = _supervised("hybrid", texts, train_texts, train_labels, names, encoder, progress)
     columns = [tuned.labels.index(n) for n in linear.labels]  # the classifier's columns in hybrid's order
     probs = (tuned.probabilities[:, columns] + linear.probabilities) / 2
     best = probs.argmax(axis=1)
     return Classification("ensemble", linear.labels, [linear.labels[i] for i in best], probs.max(axis=1).tolist(),
-                          details={"model": str(model), "C": linear.details["C"]}, probabilities=probs)
+                          details={"model": tuned.details["model"], "C": linear.details["C"]}, probabilities=probs)
 
 
 def _zero_shot(texts, names, descriptions, encoder, progress) -> Classification:

@@ -185,6 +185,51 @@ def test_ensemble_is_the_mean_of_finetuned_and_hybrid(tmp_path, capsys, monkeypa
         classify(test, "ensemble", **{**kw, "train_labels": other})
 
 
+def test_several_classifiers_average_their_probabilities(tmp_path, capsys, monkeypatch):
+    import json
+
+    import llmlab.train.classify as module
+    from llmlab.apps.classify import classify
+    from llmlab.cli import main
+
+    def build(model, labels, max_len=128, dropout=0.1):
+        return TextClassifier(tiny_encoder(), "encoder", Words(), 16, labels, pad_id=0, max_len=max_len)
+
+    monkeypatch.setattr(module, "build_classifier", build)
+    folders = []
+    for seed, order in ((0, ["pos", "neg"]), (1, ["neg", "pos"])):  # two seeds, label columns in other orders
+        torch.manual_seed(seed)
+        clf = build("tiny", order, 8)
+        fit_classifier(clf, TEXTS, LABELS, ClassifierTrainConfig(epochs=2, lr=3e-3, batch_size=8, seed=seed),
+                       progress=False)
+        save_classifier(clf, tmp_path / f"clf{seed}", "tiny", frozen=False)
+        folders.append(str(tmp_path / f"clf{seed}"))
+    test = ["good nice", "awful ugly poor", "fine bad", "bad good"]
+    a, b = (classify(test, "finetuned", model=f) for f in folders)
+    assert abs(a.probabilities - b.probabilities[:, ::-1]).max() > 1e-3  # two different models
+    both = classify(test, "finetuned", model=folders)
+    assert both.labels == ["pos", "neg"] and both.details["model"] == folders
+    expected = (a.probabilities + b.probabilities[:, ::-1]) / 2
+    assert abs(both.probabilities - expected).max() < 1e-6
+    assert both.predicted == [both.labels[i] for i in expected.argmax(axis=1)]
+    kw = dict(train_texts=TEXTS, train_labels=LABELS, encoder=FakeEncoder())
+    linear = classify(test, "hybrid", **kw)
+    mixed = classify(test, "ensemble", model=folders, **kw)
+    assert abs(mixed.probabilities - (expected[:, ::-1] + linear.probabilities) / 2).max() < 1e-6
+    csv = tmp_path / "test.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(TEXTS[:8], LABELS[:8])))
+    assert main(["classify", str(csv), "--text-column", "text", "--label-column", "label", "--model", folders[0],
+                 "--model", folders[1], "--format", "json", "--quiet"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    want = classify(TEXTS[:8], "finetuned", model=folders)
+    assert doc["method"] == "finetuned" and [p["predicted_label"] for p in doc["predictions"]] == want.predicted
+    torch.manual_seed(2)
+    other = build("tiny", ["yes", "no"], 8)
+    save_classifier(other, tmp_path / "other", "tiny", frozen=False)
+    with pytest.raises(LlmlabError, match="average classifiers of one task only"):
+        classify(test, "finetuned", model=[folders[0], str(tmp_path / "other")])
+
+
 @pytest.mark.parametrize("objective", ["clm", "mlm"])
 def test_classifier_on_our_own_pretrained_checkpoint(char_data, tmp_path, objective):
     """A decoder (causal LM) or encoder (masked LM) pre-trained here is a base like smollm2 / minilm."""
@@ -203,3 +248,30 @@ def test_classifier_on_our_own_pretrained_checkpoint(char_data, tmp_path, object
     save_classifier(clf, tmp_path / "clf", str(run), frozen=False)
     again = load_classifier(tmp_path / "clf")
     assert predict(again, texts[:4])[0] == predict(clf, texts[:4])[0] == labels[:4]
+
+
+def test_cli_finetune_classify_seed_fixes_the_head(tmp_path, monkeypatch):
+    """`llmlab finetune classify --seed N` seeds the new head's weights too, not only the batch order."""
+    from safetensors.torch import load_file
+
+    import llmlab.train.classify as module
+    from llmlab.cli import main
+
+    body = tiny_encoder()
+    body_state = {k: v.clone() for k, v in body.state_dict().items()}
+
+    def build(model, labels, max_len=128, dropout=0.1):  # the same body each time; the head drawn here
+        body.load_state_dict(body_state)
+        return TextClassifier(body, "encoder", Words(), 16, labels, pad_id=0, max_len=max_len)
+
+    monkeypatch.setattr(module, "build_classifier", build)
+    train = tmp_path / "train.csv"
+    train.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(TEXTS, LABELS)))
+    heads = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        torch.manual_seed(int(name.encode()[0]))  # whatever state the caller left behind
+        assert main(["finetune", "classify", str(train), "--text-column", "text", "--label-column", "label",
+                     "--model", "tiny", "--out", str(tmp_path / name), "--epochs", "1", "--seed", seed,
+                     "--quiet", "--format", "json"]) == 0
+        heads.append(load_file(tmp_path / name / "head.safetensors")["weight"])
+    assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], heads[2])
