@@ -340,7 +340,7 @@ def _parse_labels(spec: str | None) -> dict[str, str] | None:
 
 def cmd_classify(args) -> int:
     from llmlab.apps.classify import classify, confusion_png
-    from llmlab.apps.tables import read_csv, write_csv
+    from llmlab.apps.tables import added_columns, read_csv, write_csv
 
     if args.model and args.method != "ensemble":  # a classifier folder from `llmlab finetune classify`
         args.method = "finetuned"
@@ -368,9 +368,10 @@ def cmd_classify(args) -> int:
                       true_labels=truth, question=args.question, progress=not args.quiet, model=args.model)
     png = None
     if args.out:
-        out_rows = [dict(r, predicted_label=p, confidence=f"{c:.4f}")
+        extra = added_columns(header, ["predicted_label", "confidence"])
+        out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}"))))
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
-        write_csv(args.out, header + ["predicted_label", "confidence"], out_rows)
+        write_csv(args.out, header + extra, out_rows)
         if result.metrics:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
@@ -468,7 +469,7 @@ def cmd_finetune_classify(args) -> int:
 
 # --- llmlab topics ----------------------------------------------------------------------------
 def cmd_topics(args) -> int:
-    from llmlab.apps.tables import read_csv, write_csv
+    from llmlab.apps.tables import added_columns, read_csv, write_csv
     from llmlab.apps.topics import map_png, report_markdown, topic_rows, topics
     from llmlab.fileio import atomic_write_bytes, atomic_write_text
 
@@ -483,8 +484,8 @@ def cmd_topics(args) -> int:
         png = map_png(result, seed=args.seed)
         report = report_markdown(result, Path(args.file).name, "topics_map.png")
         names = result.names
-        assigned = [dict(r, topic=t, topic_name=nm) for r, t, nm in zip(rows, result.assignments, names)]
-        extra = [c for c in ("topic", "topic_name") if c not in header]
+        extra = added_columns(header, ["topic", "topic_name"])
+        assigned = [dict(r, **dict(zip(extra, (t, nm)))) for r, t, nm in zip(rows, result.assignments, names)]
         write_csv(out / "assignments.csv", header + extra, assigned)
         write_csv(out / "topics.csv", *topic_rows(result))
         atomic_write_bytes(out / "topics_map.png", png)
@@ -980,7 +981,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")
     cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
-                    "confidence (and PRED.confusion.png when true labels are known)")
+                    "confidence (with a suffix _2 where the file has those) and PRED.confusion.png when true labels "
+                    "are known")
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)
@@ -996,7 +998,8 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
     tp.add_argument("--seed", type=int, default=0, help="seed for UMAP (same seed, same topics; default 0)")
     tp.add_argument("--out", metavar="DIR", help="write DIR/assignments.csv (the input's columns plus topic and "
-                    "topic_name), DIR/topics.csv, DIR/topics_map.png and DIR/report.md")
+                    "topic_name, or topic_2 and topic_name_2 where the file has those), DIR/topics.csv, "
+                    "DIR/topics_map.png and DIR/report.md")
     tp.add_argument("--quiet", action="store_true", help="no progress bars")
     tp.add_argument("--format", choices=["text", "json"], default="text")
     tp.set_defaults(func=cmd_topics)

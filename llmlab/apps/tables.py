@@ -36,6 +36,19 @@ def read_csv(path: str | Path, columns: list[str]) -> tuple[list[str], list[dict
     return header, rows
 
 
+def added_columns(header: list[str], names: list[str]) -> list[str]:
+    """Names for columns added to a file with ``header``: each of ``names``, or ``name_2``, ``name_3``, ...
+    where the file already has a column of that name (the input's own columns are never overwritten)."""
+    taken, out = set(header), []
+    for name in names:
+        new, k = name, 2
+        while new in taken:
+            new, k = f"{name}_{k}", k + 1
+        taken.add(new)
+        out.append(new)
+    return out
+
+
 def write_csv(path: str | Path, header: list[str], rows: list[dict]) -> Path:
     """Write rows atomically (temporary file, then rename)."""
     out = io.StringIO(newline="")

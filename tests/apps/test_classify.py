@@ -117,6 +117,24 @@ def test_cli_writes_predictions_and_a_confusion_png(tmp_path, capsys):
     assert code == 0 and len(doc["predictions"]) == 12 and doc["labels"] == ["neg", "pos"]
 
 
+def test_cli_keeps_the_input_columns_it_would_collide_with(tmp_path, capsys):
+    """A file that already has predicted_label / confidence columns keeps them; ours get a suffix."""
+    from llmlab.apps.tables import added_columns
+
+    assert added_columns(["a", "topic", "topic_2"], ["topic", "name"]) == ["topic_3", "name"]
+    write(tmp_path / "train.csv", [(t, y) for t, y in zip(TEXTS[::2], LABELS[::2])])
+    write(tmp_path / "test.csv", [(t, y, "theirs", "0.5") for t, y in zip(TEXTS[1::2], LABELS[1::2])],
+          header=("text", "label", "predicted_label", "confidence"))
+    out = tmp_path / "pred.csv"
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert list(rows[0]) == ["text", "label", "predicted_label", "confidence", "predicted_label_2", "confidence_2"]
+    assert {r["predicted_label"] for r in rows} == {"theirs"}
+    assert {r["predicted_label_2"] for r in rows} <= {"pos", "neg"}
+    assert sum(r["predicted_label_2"] == r["label"] for r in rows) >= 10
+
+
 @pytest.mark.parametrize("content, args, message", [
     ("text,label\n", [], "no data rows"),
     ("", [], "file is empty"),

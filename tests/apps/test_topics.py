@@ -173,6 +173,13 @@ def test_cli_writes_all_files(data, tmp_path, capsys):
         table = list(csv.DictReader(f))
     assert [r["topic"] for r in table] == ["0", "1", "2", "3", "-1"]
     assert sum(int(r["size"]) for r in table) == len(texts)
+    # run again on its own output: the file's topic columns are kept, the new ones get a suffix
+    assert main(["topics", str(out / "assignments.csv"), "--text-column", "ticket", "--out", str(tmp_path / "again"),
+                 "--quiet", "--format", "json"]) == 0
+    with open(tmp_path / "again" / "assignments.csv", encoding="utf-8", newline="") as f:
+        again = list(csv.DictReader(f))
+    assert list(again[0]) == ["id", "ticket", "topic", "topic_name", "topic_2", "topic_name_2"]
+    assert [r["topic"] for r in again] == [r["topic"] for r in rows]
     assert (out / "topics_map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "topics_map.png" in report and "| topic | name | size | share | keywords |" in report
