@@ -211,9 +211,9 @@ def cmd_chat(args) -> int:
     session = ChatSession(bundle.model, tok, template, system=args.system, config=_generation_config(args))
     if source == PLAIN_TEMPLATE:
         session.config.stop.extend(PLAIN_STOP)
-    index = None
+    index = query = None  # query: the last search query; a follow-up question is searched together with it
     if args.index:
-        from llmlab.apps.ask import NOT_FOUND, RELEVANCE, STOP, citations, retrieve, source_message
+        from llmlab.apps.ask import NOT_FOUND, RELEVANCE, STOP, citations, retrieve, search_query, source_message
         from llmlab.apps.search import Index
 
         index = Index(args.index)
@@ -234,6 +234,7 @@ def cmd_chat(args) -> int:
             break
         if line == "/reset":
             session.reset()
+            query = None
             print("[conversation cleared]", file=sys.stderr)
             continue
         if line.startswith("/system"):
@@ -242,7 +243,8 @@ def cmd_chat(args) -> int:
             continue
         as_json = args.format == "json"
         if index is not None:  # retrieve for this message; below the threshold the model is not asked
-            sources, relevance = retrieve(index, line)
+            query = search_query(line, query)
+            sources, relevance = retrieve(index, query)
             if relevance < RELEVANCE:
                 print(json.dumps({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue

@@ -27,7 +27,9 @@ and lets SmolLM2 answer greedily. The answer is then checked, not trusted:
   tends to recite the passages after answering).
 
 `grounded_message` and `cited` are shared with `llmlab.apps.inspect` (questions on one
-document); `retrieve`, `source_message` and `cited` with `llmlab chat --index`.
+document); `retrieve`, `source_message` and `cited` with `llmlab chat --index`, which retrieves a
+follow-up that leans on the previous question ("and when was it built?") with both
+(`search_query`).
 Tests: tests/apps/test_ask.py.
 """
 
@@ -45,6 +47,11 @@ MIN_PASSAGE_TOKENS = 32  # a share smaller than this means the question itself i
 NOT_FOUND = "not found in the indexed documents"
 ASK_INSTRUCTION = "Using only these passages, answer in one sentence and cite the passage number like [1]."
 STOP = ["\n\n"]  # the answer is the first paragraph
+# A chat message that points back ("and ...", "what about ...", a pronoun) or is very short is a
+# follow-up: on its own it names nothing to search for (English wording only).
+FOLLOW_UP = re.compile(r"^\W*(and|but|also|so|what about|how about)\b|\b(it|its|they|them|their|theirs|he|she|him|"
+                       r"her|his|this|that|these|those|there|then)\b", re.IGNORECASE)
+QUERY_WORDS = 60  # a chain of follow-ups keeps at most this many words of earlier questions
 
 
 @dataclass
@@ -103,6 +110,17 @@ def retrieve(index, question: str, k: int = 3, mode: str = "hybrid") -> tuple[li
     best = hits if mode == "dense" else index.search(question, k=1, mode="dense")
     relevance = best[0].score if best else 0.0
     return [Source(n, h.path, h.chunk, h.score, h.text) for n, h in enumerate(hits, start=1)], relevance
+
+
+def search_query(message: str, previous: str | None = None) -> str:
+    """What a chat retrieves with: the message, or for a follow-up (see ``FOLLOW_UP``) the previous
+    search query and the message together, so "When was it built?" after a question on a lighthouse
+    still finds the lighthouse. A message that stands alone ("What is the capital of Peru?") is
+    searched alone, so a change of subject is not pulled back to the last one."""
+    message = " ".join(message.split())
+    if previous and (FOLLOW_UP.search(message) or len(message.split()) <= 3):
+        return " ".join(previous.split()[-QUERY_WORDS:] + [message])
+    return message
 
 
 # --- the prompt shared with inspect and chat -------------------------------------------------------

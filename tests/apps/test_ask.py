@@ -6,7 +6,17 @@ import re
 
 import pytest
 
-from llmlab.apps.ask import NOT_FOUND, PROMPT_TOKENS, ask, attribute, chat_template, cited, grounded_message
+from llmlab.apps.ask import (
+    NOT_FOUND,
+    PROMPT_TOKENS,
+    ask,
+    attribute,
+    chat_template,
+    cited,
+    grounded_message,
+    retrieve,
+    search_query,
+)
 from llmlab.apps.search import Index, read_documents
 from llmlab.cli import main
 from llmlab.errors import LlmlabError
@@ -102,3 +112,30 @@ def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys)
     assert re.search(r"^[ *]\[1\] (\S+)", out, re.MULTILINE).group(1).endswith("metals.txt")
     assert out.rstrip().endswith(NOT_FOUND)
 
+
+
+def test_follow_up_questions_are_searched_with_the_previous_one(index):
+    first = "What is the body of a violin made of?"
+    assert search_query("  What is the capital of Peru? ", first) == "What is the capital of Peru?"  # stands alone
+    assert search_query(first, None) == first
+    follow = search_query("Who invented it?", first)
+    assert follow == f"{first} Who invented it?"
+    assert search_query("And the year?", follow) == f"{follow} And the year?"
+    assert len(search_query("and then?", "word " * 500).split()) == 62  # earlier questions are capped
+    alone, relevance = retrieve(index, "Who invented it?")
+    assert relevance < 0.3 or not alone[0].path.endswith("violin.txt")  # on its own it finds nothing useful
+    sources, relevance = retrieve(index, follow)
+    assert relevance > 0.3 and sources[0].path.endswith("violin.txt")
+
+
+def test_chat_with_index_follows_up(index, smollm2_model, monkeypatch, capsys):
+    import llmlab.weights.registry
+
+    monkeypatch.setattr(llmlab.weights.registry, "load_decoder", lambda *a, **k: smollm2_model)
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the body of a violin made of?\nWho invented it?\n"
+                                                 "/reset\nWho invented it?\n"))
+    assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "8",
+                 "--format", "json"]) == 0
+    docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert docs[1]["user"] == "Who invented it?" and docs[1]["sources"][0]["path"].endswith("violin.txt")
+    assert docs[2] == {"user": "Who invented it?", "assistant": NOT_FOUND, "found": False}  # /reset forgets
