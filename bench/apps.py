@@ -12,6 +12,9 @@ Classification (`llmlab classify`):
 Search (`llmlab index` / `llmlab search`) on SciFact (BEIR): nDCG@10 and recall@100 over the
 809 train queries for dense, BM25 and hybrid, and index build time; peer: sentence-transformers
 dense on whole abstracts + `rank_bm25` (BM25Okapi on lower-cased words), fused by reciprocal rank.
+Chinese BM25, known-item search: 3,000 ChnSentiCorp hotel reviews, each query 6 characters from
+inside a review (seed 0); recall@1 / @10 of FTS5 over whole Han runs (what unicode61 does alone)
+and over character bigrams (`llmlab.apps.search.bm25_text`, what the index stores).
 
     .venv/bin/python bench/apps.py [--data ../shared/data] [--json out.json] [--skip-generative]
                                    [--only classify|search]
@@ -157,6 +160,37 @@ def search_bench(data: Path) -> dict:
     return out
 
 
+def chinese_known_item(data: Path, n_docs: int = 3000, n_queries: int = 300) -> dict:
+    import random
+    import re
+    import sqlite3
+
+    from llmlab.apps.search import CJK, bm25_text
+
+    with open(data / "chinese" / "reviews" / "ChnSentiCorp_htl_all.csv", encoding="utf-8", newline="") as f:
+        docs = [r["review"] for r in csv.DictReader(f) if len(r.get("review") or "") >= 30][:n_docs]
+    rng, queries = random.Random(0), []
+    for i in rng.sample(range(len(docs)), n_queries):
+        runs = [m.group(0) for m in CJK.finditer(docs[i]) if len(m.group(0)) >= 8]
+        if runs:
+            run = rng.choice(runs)
+            start = rng.randrange(0, len(run) - 5)
+            queries.append((run[start:start + 6], i))
+    out = {"documents": len(docs), "queries": len(queries)}
+    for name, analyse in (("whole runs", lambda t: t), ("bigrams", bm25_text)):
+        db = sqlite3.connect(":memory:")
+        db.execute("CREATE VIRTUAL TABLE f USING fts5(text, tokenize='porter unicode61')")
+        db.executemany("INSERT INTO f (rowid, text) VALUES (?, ?)", ((i, analyse(d)) for i, d in enumerate(docs)))
+        at1 = at10 = 0
+        for q, i in queries:
+            match = " OR ".join(f'"{w}"' for w in dict.fromkeys(re.findall(r"\w+", analyse(q).lower())))
+            top = [r[0] for r in db.execute("SELECT rowid FROM f WHERE f MATCH ? ORDER BY bm25(f) LIMIT 10", (match,))]
+            at1 += bool(top) and top[0] == i
+            at10 += i in top
+        out[name] = (at1 / len(queries), at10 / len(queries))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description="app benchmarks vs the peer pipelines")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -178,6 +212,11 @@ def main():
                 print(f"| {who} {mode} | {ndcg:.4f} | {rec:.4f} |")
         print(f"\nllmlab index build: {s['llmlab_index_s']:.1f} s for {s['chunks']} chunks "
               f"(peer embedding time {s['peer_embed_s']:.1f} s)\n")
+        z = s["chinese"] = chinese_known_item(args.data)
+        print(f"Chinese BM25, known-item ({z['documents']} hotel reviews, {z['queries']} queries of 6 characters "
+              "from inside a review): recall@1 / @10")
+        for name in ("whole runs", "bigrams"):
+            print(f"  FTS5 over {name}: {z[name][0]:.3f} / {z[name][1]:.3f}")
         if args.only == "search":
             if args.json:
                 args.json.write_text(json.dumps({"commit": commit, "search": s}, indent=1))

@@ -75,7 +75,43 @@ def test_index_in_an_older_format_is_refused(tmp_path):
     with pytest.raises(LlmlabError, match="older format"):
         Index(tmp_path / "old")
     Index(tmp_path / "new", create=True)
-    assert Index(tmp_path / "new").db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    assert Index(tmp_path / "new").db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+
+
+CHINESE = {
+    "card.txt": "我的银行卡昨天在地铁上丢了，请问怎样才能冻结这张卡并补办一张新卡？",
+    "transfer.txt": "上周我给朋友转账五百元，对方一直没有收到这笔钱，转账记录显示处理中。",
+    "rate.txt": "请问今天美元兑人民币的汇率是多少，在手机银行换汇需要手续费吗？",
+}
+
+
+def test_bm25_finds_words_inside_chinese_text(tmp_path):
+    from llmlab.apps.search import bm25_text
+
+    assert bm25_text("银行卡丢了, my card") == " 银行 行卡 卡丢 丢了 , my card"
+    assert bm25_text("卡") == " 卡 " and bm25_text("plain text") == "plain text"
+    folder = tmp_path / "zh"
+    folder.mkdir()
+    for name, text in CHINESE.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([folder]))
+    # words from the middle of a clause: FTS5 alone sees each clause as one token and finds nothing
+    for query, expected in (("冻结", "card.txt"), ("转账没收到", "transfer.txt"), ("汇率手续费", "rate.txt")):
+        hits = index.search(query, k=3, mode="bm25")
+        assert hits and hits[0].path.endswith(expected), query
+        assert index.search(query, k=1, mode="hybrid")[0].path.endswith(expected)
+    # an index of the previous format (2: whole runs in the full-text table) is rewritten on opening
+    db = index.db
+    with db:
+        db.execute("DELETE FROM chunks_fts")
+        db.execute("INSERT INTO chunks_fts (rowid, text) SELECT id, text FROM chunks")
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
+    assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH '\"冻结\"'").fetchall() == []
+    db.close()
+    again = Index(tmp_path / "ix")
+    assert again.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+    assert again.search("冻结", k=1, mode="bm25")[0].path.endswith("card.txt")
 
 
 def test_chunks_overlap():
