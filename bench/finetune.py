@@ -132,34 +132,67 @@ def bench_sft(data: Path, n_train: int, n_eval: int, max_len: int = 256) -> dict
 
 
 # --- classification --------------------------------------------------------------------------------
-def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, ensemble: bool = False) -> dict:
-    from llmlab.apps.classify import classify, evaluate
+def fine_tune(train: tuple, test: tuple, cfg, seed: int, threads: int, progress: bool = True) -> dict:
+    """Fine-tune MiniLM with one seed (head init and batch order) and predict the test texts."""
+    import dataclasses
+
     from llmlab.train.classify import build_classifier, fit_classifier, predict_proba
 
-    torch.manual_seed(0)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
     labels = sorted(set(train[1]))
     clf = build_classifier("minilm", labels, max_len=128)
-    history = fit_classifier(clf, list(train[0]), list(train[1]), cfg)
+    history = fit_classifier(clf, list(train[0]), list(train[1]), dataclasses.replace(cfg, seed=seed), progress)
     t0 = time.perf_counter()
-    probs = predict_proba(clf, list(test[0]))  # (N, labels)
-    m = evaluate(list(test[1]), [labels[i] for i in probs.argmax(dim=-1).tolist()], labels)
+    probs = predict_proba(clf, list(test[0])).numpy()  # (N, labels)
+    return {"seed": seed, "labels": labels, "probs": probs, "train_seconds": history.seconds,
+            "texts_per_second": history.texts_per_second, "predict_seconds": time.perf_counter() - t0,
+            "truncated": clf.truncated}
+
+
+def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, ensemble: bool = False,
+                   seeds: tuple = (0,), jobs: int = 1) -> dict:
+    """Fine-tune once per seed (``jobs`` processes at a time, one thread each when jobs > 1); report each
+    model, the mean of their probabilities when there are several, and with --ensemble that mean
+    averaged with the hybrid head's probabilities (equal weights, fixed beforehand)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import numpy as np
+
+    from llmlab.apps.classify import classify, evaluate
+
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            runs = list(pool.map(fine_tune, *zip(*[(train, test, cfg, s, 1, False) for s in seeds])))
+    else:
+        runs = [fine_tune(train, test, cfg, s, torch.get_num_threads()) for s in seeds]
+    labels = runs[0]["labels"]
     options = "".join(f", {k} {getattr(cfg, k):g}" for k, off in (("label_smoothing", 0.0), ("layer_decay", 1.0),
                                                                    ("body_dropout", None)) if getattr(cfg, k) != off)
     print(f"{name}: MiniLM fine-tuned end to end ({len(train[0])} train, {cfg.epochs:g} epochs, lr {cfg.lr:g}"
-          f"{options}, batch {cfg.batch_size}, max 128 tokens): accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}"
-          f"   [train {history.seconds:.0f} s, {history.texts_per_second:.0f} texts/s; predict "
-          f"{time.perf_counter() - t0:.0f} s; {clf.truncated} texts cut]   {frozen_note}")
-    out = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "train_seconds": history.seconds, "epochs": cfg.epochs,
-           "lr": cfg.lr, "label_smoothing": cfg.label_smoothing, "layer_decay": cfg.layer_decay,
-           "body_dropout": cfg.body_dropout,
-           "train": len(train[0]), "test": len(test[0])}
+          f"{options}, batch {cfg.batch_size}, max 128 tokens; {runs[0]['truncated']} texts cut)   {frozen_note}")
+    out = {"epochs": cfg.epochs, "lr": cfg.lr, "label_smoothing": cfg.label_smoothing, "layer_decay": cfg.layer_decay,
+           "body_dropout": cfg.body_dropout, "train": len(train[0]), "test": len(test[0]), "seeds": []}
+    for run in runs:
+        m = evaluate(list(test[1]), [labels[i] for i in run["probs"].argmax(axis=1)], labels)
+        print(f"  seed {run['seed']}: accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}   [train "
+              f"{run['train_seconds']:.0f} s, {run['texts_per_second']:.0f} texts/s; "
+              f"predict {run['predict_seconds']:.0f} s]")
+        out["seeds"].append({"seed": run["seed"], "accuracy": m.accuracy, "macro_f1": m.macro_f1,
+                             "train_seconds": run["train_seconds"]})
+    tuned = np.mean([run["probs"] for run in runs], axis=0)
+    m = evaluate(list(test[1]), [labels[i] for i in tuned.argmax(axis=1)], labels)
+    if len(runs) > 1:
+        print(f"  mean of the {len(runs)} models' probabilities: accuracy {m.accuracy:.4f}  macro-F1 {m.macro_f1:.4f}")
+    out.update(accuracy=m.accuracy, macro_f1=m.macro_f1)
     if ensemble:  # `llmlab classify --method ensemble`: the mean of these and the hybrid head's probabilities
         hybrid = classify(list(test[0]), "hybrid", train_texts=list(train[0]), train_labels=list(train[1]))
         assert hybrid.labels == labels
-        mixed = (probs.numpy() + hybrid.probabilities) / 2
+        mixed = (tuned + hybrid.probabilities) / 2
         e = evaluate(list(test[1]), [labels[i] for i in mixed.argmax(axis=1)], labels)
         h = evaluate(list(test[1]), hybrid.predicted, labels)
-        print(f"{name}: ensemble (mean of the fine-tuned and hybrid probabilities): accuracy {e.accuracy:.4f}  "
+        print(f"  ensemble (mean of the fine-tuned and hybrid probabilities): accuracy {e.accuracy:.4f}  "
               f"macro-F1 {e.macro_f1:.4f}   [hybrid alone: accuracy {h.accuracy:.4f}]")
         out.update(ensemble_accuracy=e.accuracy, ensemble_macro_f1=e.macro_f1, hybrid_accuracy=h.accuracy)
     return out
@@ -180,11 +213,14 @@ def main() -> int:
     ap.add_argument("--ensemble", action="store_true", help="banking77: also average with the hybrid head")
     ap.add_argument("--validation", action="store_true", help="banking77: train on 90%% of the 80%% training "
                     "part and score the other 10%% (for choosing settings)")
+    ap.add_argument("--seeds", default="0", help="comma-separated: one fine-tuned model per seed, averaged")
+    ap.add_argument("--jobs", type=int, default=1, help="models trained at once (one thread each when > 1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="1 is faster on a shared machine")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     only = args.only or ["sft", "classify", "banking77"]
+    seeds = tuple(int(s) for s in args.seeds.split(","))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
     results = {}
 
@@ -201,7 +237,7 @@ def main() -> int:
         results["rotten_tomatoes"] = bench_classify(
             "rotten tomatoes validation", ([r["text"] for r in tr], [r["label"] for r in tr]),
             ([r["text"] for r in va], [r["label"] for r in va]), train_config(args.lr),
-            f"(frozen embeddings + logistic regression: macro-F1 {FROZEN_RT_MACRO_F1})")
+            f"(frozen embeddings + logistic regression: macro-F1 {FROZEN_RT_MACRO_F1})", seeds=seeds, jobs=args.jobs)
     if "banking77" in only:
         from sklearn.model_selection import train_test_split
 
@@ -214,7 +250,8 @@ def main() -> int:
             name = "banking77 validation (10% of the 80%)"
         results["banking77"] = bench_classify(
             name, (x_tr, y_tr), (x_te, y_te), train_config(args.lr * 2),
-            f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})", ensemble=args.ensemble)
+            f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})", ensemble=args.ensemble,
+            seeds=seeds, jobs=args.jobs)
     if "sft" in only:
         results["sft"] = bench_sft(args.data, args.sft_train, args.sft_eval)
     if args.json:
