@@ -33,10 +33,15 @@ banking77 recipe, chosen with --validation: a stratified 10% of the 80% training
   the whole 80%, scored once on the 20%: accuracy 0.9290 (macro-F1 0.9328), ensemble 0.9295 (macro-F1
   0.9320); 659 s of training on one thread. The old recipe (4 epochs, lr 1e-4) had 0.9260 / 0.9285.
   The 0.93 target is missed by one text (1,860 of 2,001 right; 0.93 needs 1,861).
+  Several seeds (--seeds 0,1,2 --jobs 3), on three validation parts (--fold 0/1/2), mean accuracy:
+  one model 0.9358, seed 0 + hybrid 0.9418 (kept), mean of 3 seeds 0.9413, 3 seeds + hybrid 0.9409.
+  The kept recipe on other 80/20 splits (--split 1..4), ensemble / peer: 0.9355 / 0.8986,
+  0.9370 / 0.9005, 0.9375 / 0.8951, 0.9385 / 0.9045 (split 0: 0.9295 / 0.8966).
 
     .venv/bin/python bench/finetune.py [--only sft|classify|banking77] [--epochs 2] [--sft-train 300]
-    .venv/bin/python bench/finetune.py --only banking77 [--validation] --epochs 4 --lr 1e-4 \
-        --label-smoothing 0.1 --layer-decay 0.8 --ensemble --threads 1
+    .venv/bin/python bench/finetune.py --only banking77 [--validation [--fold K]] [--split K] \
+        [--seeds 0,1,2 --jobs 3] --epochs 4 --lr 1e-4 --label-smoothing 0.1 --layer-decay 0.8 \
+        --ensemble --threads 1
 """
 
 import os
@@ -151,7 +156,7 @@ def fine_tune(train: tuple, test: tuple, cfg, seed: int, threads: int, progress:
 
 
 def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, ensemble: bool = False,
-                   seeds: tuple = (0,), jobs: int = 1) -> dict:
+                   seeds: tuple = (0,), jobs: int = 1, save: Path | None = None) -> dict:
     """Fine-tune once per seed (``jobs`` processes at a time, one thread each when jobs > 1); report each
     model, the mean of their probabilities when there are several, and with --ensemble that mean
     averaged with the hybrid head's probabilities (equal weights, fixed beforehand)."""
@@ -195,7 +200,26 @@ def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, 
         print(f"  ensemble (mean of the fine-tuned and hybrid probabilities): accuracy {e.accuracy:.4f}  "
               f"macro-F1 {e.macro_f1:.4f}   [hybrid alone: accuracy {h.accuracy:.4f}]")
         out.update(ensemble_accuracy=e.accuracy, ensemble_macro_f1=e.macro_f1, hybrid_accuracy=h.accuracy)
+    if save is not None:  # every model's probabilities, for analyses without training again
+        arrays = {f"seed{run['seed']}": run["probs"] for run in runs}
+        if ensemble:
+            arrays["hybrid"] = hybrid.probabilities
+        np.savez_compressed(save, labels=np.array(labels), truth=np.array(list(test[1])), **arrays)
     return out
+
+
+def peer_accuracy(train: tuple, test: tuple) -> float:
+    """The apps benchmark's peer on the same split: sentence-transformers on the same MiniLM folder +
+    scikit-learn LogisticRegression (max_iter 1000, otherwise defaults)."""
+    from sentence_transformers import SentenceTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    from llmlab.packages import minilm_dir
+
+    st = SentenceTransformer(str(minilm_dir()), device="cpu")
+    xt, xv = st.encode(list(train[0]), batch_size=32), st.encode(list(test[0]), batch_size=32)
+    pred = LogisticRegression(max_iter=1000).fit(xt, list(train[1])).predict(xv)
+    return float(sum(p == t for p, t in zip(pred, test[1])) / len(test[1]))
 
 
 def main() -> int:
@@ -213,6 +237,9 @@ def main() -> int:
     ap.add_argument("--ensemble", action="store_true", help="banking77: also average with the hybrid head")
     ap.add_argument("--validation", action="store_true", help="banking77: train on 90%% of the 80%% training "
                     "part and score the other 10%% (for choosing settings)")
+    ap.add_argument("--split", type=int, default=0, help="banking77: the 80/20 split's seed (0: the apps benchmark's)")
+    ap.add_argument("--fold", type=int, default=0, help="with --validation: which random 10%% (split seed)")
+    ap.add_argument("--save-probs", type=Path, metavar="FILE.npz", help="banking77: save each model's probabilities")
     ap.add_argument("--seeds", default="0", help="comma-separated: one fine-tuned model per seed, averaged")
     ap.add_argument("--jobs", type=int, default=1, help="models trained at once (one thread each when > 1)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="1 is faster on a shared machine")
@@ -243,15 +270,18 @@ def main() -> int:
 
         rows = read_rows(args.data / "banking77" / "train.csv")
         x, y = [r["text"] for r in rows], [r["category"] for r in rows]
-        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
-        name = "banking77 20% split"
+        x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, stratify=y, random_state=args.split)
+        name = f"banking77 20% split (split seed {args.split})"
         if args.validation:  # choose settings here: 10% of the training part, the 20% left untouched
-            x_tr, x_te, y_tr, y_te = train_test_split(x_tr, y_tr, test_size=0.1, stratify=y_tr, random_state=0)
-            name = "banking77 validation (10% of the 80%)"
+            x_tr, x_te, y_tr, y_te = train_test_split(x_tr, y_tr, test_size=0.1, stratify=y_tr,
+                                                      random_state=args.fold)
+            name = f"banking77 validation (10% of the 80%, fold {args.fold})"
         results["banking77"] = bench_classify(
             name, (x_tr, y_tr), (x_te, y_te), train_config(args.lr * 2),
             f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})", ensemble=args.ensemble,
-            seeds=seeds, jobs=args.jobs)
+            seeds=seeds, jobs=args.jobs, save=args.save_probs)
+        peer = results["banking77"]["peer_accuracy"] = peer_accuracy((x_tr, y_tr), (x_te, y_te))
+        print(f"  peer (sentence-transformers + LogisticRegression on the same split): accuracy {peer:.4f}")
     if "sft" in only:
         results["sft"] = bench_sft(args.data, args.sft_train, args.sft_eval)
     if args.json:
