@@ -208,18 +208,13 @@ def bench_classify(name: str, train: tuple, test: tuple, cfg, frozen_note: str, 
     return out
 
 
-def peer_accuracy(train: tuple, test: tuple) -> float:
-    """The apps benchmark's peer on the same split: sentence-transformers on the same MiniLM folder +
-    scikit-learn LogisticRegression (max_iter 1000, otherwise defaults)."""
-    from sentence_transformers import SentenceTransformer
-    from sklearn.linear_model import LogisticRegression
-
-    from llmlab.packages import minilm_dir
-
-    st = SentenceTransformer(str(minilm_dir()), device="cpu")
-    xt, xv = st.encode(list(train[0]), batch_size=32), st.encode(list(test[0]), batch_size=32)
-    pred = LogisticRegression(max_iter=1000).fit(xt, list(train[1])).predict(xv)
-    return float(sum(p == t for p, t in zip(pred, test[1])) / len(test[1]))
+def peer_scores():
+    """bench/apps.py's peer (sentence-transformers on the same MiniLM folder + scikit-learn
+    LogisticRegression), imported by path like `rouge_l`."""
+    spec = importlib.util.spec_from_file_location("bench_apps", REPO / "bench" / "apps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.peer_scores
 
 
 def main() -> int:
@@ -280,7 +275,8 @@ def main() -> int:
             name, (x_tr, y_tr), (x_te, y_te), train_config(args.lr * 2),
             f"(best frozen-feature method: accuracy {FROZEN_B77_ACCURACY})", ensemble=args.ensemble,
             seeds=seeds, jobs=args.jobs, save=args.save_probs)
-        peer = results["banking77"]["peer_accuracy"] = peer_accuracy((x_tr, y_tr), (x_te, y_te))
+        peer = peer_scores()(x_tr, y_tr, x_te, y_te)["embeddings"]["accuracy"]
+        results["banking77"]["peer_accuracy"] = peer
         print(f"  peer (sentence-transformers + LogisticRegression on the same split): accuracy {peer:.4f}")
     if "sft" in only:
         results["sft"] = bench_sft(args.data, args.sft_train, args.sft_eval)
