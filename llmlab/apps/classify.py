@@ -24,6 +24,7 @@ accuracy, macro-F1, a per-class table and the confusion matrix.
 Tests: tests/apps/test_classify.py; figures vs the peer pipeline: bench/apps.py.
 """
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -168,20 +169,20 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
 def _finetuned(texts, model, progress) -> Classification:
     from llmlab.train.classify import load_classifier, predict_proba
 
-    folders = [model] if isinstance(model, str | bytes) or hasattr(model, "__fspath__") else list(model or [])
+    folders = [model] if isinstance(model, str | os.PathLike) else list(model or [])
     if not folders:
         raise LlmlabError("the finetuned method needs a classifier folder (made by `llmlab finetune classify`)")
-    labels, probs, truncated = None, 0, 0
+    labels, each, truncated = None, [], 0
     for folder in folders:  # one model in memory at a time
         clf = load_classifier(folder)
-        if labels is None:
-            labels = clf.labels
-        elif sorted(clf.labels) != sorted(labels):
+        labels = labels or clf.labels
+        if sorted(clf.labels) != sorted(labels):
             raise LlmlabError(f"{folder}: its labels ({', '.join(sorted(clf.labels))}) are not those of "
                               f"{folders[0]} ({', '.join(sorted(labels))}): average classifiers of one task only")
         p = predict_proba(clf, texts, progress=progress).numpy()
-        probs = probs + p[:, [clf.labels.index(n) for n in labels]] / len(folders)  # columns in the first's order
+        each.append(p[:, [clf.labels.index(n) for n in labels]])  # columns in the first classifier's order
         truncated = max(truncated, clf.truncated)
+    probs = np.mean(each, axis=0)
     best = probs.argmax(axis=1)
     names = [str(f) for f in folders]
     return Classification("finetuned", labels, [labels[i] for i in best], probs.max(axis=1).tolist(),
