@@ -158,6 +158,8 @@ class ClassifierTrainConfig:
     # the embeddings at lr * layer_decay ** (L + 1) (Clark et al. 2020, ELECTRA); 1.0: one lr for the body
     body_dropout: float | None = None  # an encoder body's dropout while training (BERT fine-tunes with 0.1);
     # None: the model's own setting (0 for MiniLM as loaded)
+    rdrop: float = 0.0  # R-Drop (Liang et al. 2021): each batch runs twice under different dropout masks and
+    # this weight times the symmetric KL divergence of the two predictions joins their mean cross-entropy
     micro_batches: int = 1  # >1: run each batch as this many length-sorted pieces, each padded to its own
     # longest text; the gradient is the same as the whole batch's, with far less padding to compute
 
@@ -216,7 +218,7 @@ def fit_classifier(clf: TextClassifier, texts: list[str], labels: list[str], cfg
             if step >= total:
                 break
             idx = order[s:s + cfg.batch_size]
-            loss = batch_backward(clf, rows, y, idx, cfg.micro_batches, cfg.label_smoothing)
+            loss = batch_backward(clf, rows, y, idx, cfg.micro_batches, cfg.label_smoothing, cfg.rdrop)
             torch.nn.utils.clip_grad_norm_(trainable, cfg.clip)
             optimizer.step()
             schedule.step()
@@ -270,17 +272,33 @@ def body_groups(body: nn.Module, lr: float, weight_decay: float, layer_decay: fl
 
 
 def batch_backward(clf: TextClassifier, rows: list[list[int]], y: list[int], idx: list[int], pieces: int = 1,
-                   label_smoothing: float = 0.0) -> float:
+                   label_smoothing: float = 0.0, rdrop: float = 0.0) -> float:
     """Accumulate the gradient of the mean loss over the texts ``idx``, run as ``pieces`` length-sorted
     micro-batches (each weighted by its share of the batch); returns that mean loss."""
     loss = 0.0
     for part in length_pieces(idx, rows, pieces):
         ids, mask = clf.batch([rows[i] for i in part])  # (b, T) with T this piece's longest text
         target = torch.tensor([y[i] for i in part], device=ids.device)  # (b,)
-        part_loss = F.cross_entropy(clf(ids, mask), target, label_smoothing=label_smoothing)
+        if rdrop > 0:
+            part_loss = rdrop_loss(clf, ids, mask, target, label_smoothing, rdrop)
+        else:
+            part_loss = F.cross_entropy(clf(ids, mask), target, label_smoothing=label_smoothing)
         (part_loss * len(part) / len(idx)).backward()
         loss += part_loss.item() * len(part) / len(idx)
     return loss
+
+
+def rdrop_loss(clf: TextClassifier, ids: torch.Tensor, mask: torch.Tensor, target: torch.Tensor,
+               label_smoothing: float, weight: float) -> torch.Tensor:
+    """R-Drop: the texts run twice in one batch (dropout draws different masks for the two copies);
+    mean cross-entropy of both + ``weight`` x the mean of KL(p1 || p2) and KL(p2 || p1)."""
+    b = ids.shape[0]
+    logits = clf(torch.cat([ids, ids]), torch.cat([mask, mask]))  # (2b, n_labels)
+    ce = F.cross_entropy(logits, torch.cat([target, target]), label_smoothing=label_smoothing)
+    logp1, logp2 = F.log_softmax(logits[:b], dim=-1), F.log_softmax(logits[b:], dim=-1)  # (b, n_labels) each
+    kl = (F.kl_div(logp1, logp2, log_target=True, reduction="batchmean")
+          + F.kl_div(logp2, logp1, log_target=True, reduction="batchmean")) / 2
+    return ce + weight * kl
 
 
 def length_pieces(idx: list[int], rows: list[list[int]], pieces: int) -> list[list[int]]:

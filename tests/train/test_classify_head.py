@@ -4,6 +4,7 @@ batch's gradient, save/load predicts the same, `llmlab classify --model DIR`."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from llmlab.errors import LlmlabError
 from llmlab.models.decoder import Decoder, DecoderConfig
@@ -17,6 +18,7 @@ from llmlab.train.classify import (
     fit_classifier,
     load_classifier,
     predict,
+    rdrop_loss,
     save_classifier,
 )
 
@@ -105,6 +107,28 @@ def test_label_smoothing_and_options_train():
     clf = TextClassifier(tiny_encoder(2), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.0)
     cfg = ClassifierTrainConfig(epochs=15, lr=3e-3, batch_size=8, label_smoothing=0.1, layer_decay=0.8,
                                 micro_batches=2)
+    fit_classifier(clf, TEXTS, LABELS, cfg, progress=False)
+    assert predict(clf, ["good nice", "bad ugly poor"])[0] == ["pos", "neg"]
+
+
+def test_rdrop_adds_the_disagreement_of_two_dropout_draws():
+    clf = TextClassifier(tiny_encoder(), "encoder", Words(), 16, ["neg", "pos"], pad_id=0, max_len=8, dropout=0.3)
+    ids, mask = clf.batch([clf.encode(t) for t in ["good great", "bad awful poor", "nice"]])
+    target = torch.tensor([1, 0, 1])
+    clf.eval()  # no dropout: both copies agree, so R-Drop is plain cross-entropy
+    plain = F.cross_entropy(clf(ids, mask), target, label_smoothing=0.1)
+    torch.testing.assert_close(rdrop_loss(clf, ids, mask, target, 0.1, 5.0), plain)
+    clf.train()
+    torch.manual_seed(0)
+    both = rdrop_loss(clf, ids, mask, target, 0.0, 0.0)  # the two copies' mean cross-entropy
+    torch.manual_seed(0)
+    logits = clf(torch.cat([ids, ids]), torch.cat([mask, mask]))
+    p1, p2 = logits[:3].softmax(-1), logits[3:].softmax(-1)
+    kl = ((p1 * (p1 / p2).log()).sum(-1) + (p2 * (p2 / p1).log()).sum(-1)).mean() / 2  # symmetric KL by hand
+    assert kl > 0  # the draws differ
+    torch.manual_seed(0)
+    torch.testing.assert_close(rdrop_loss(clf, ids, mask, target, 0.0, 2.0), both + 2.0 * kl)
+    cfg = ClassifierTrainConfig(epochs=15, lr=3e-3, batch_size=8, rdrop=1.0, body_dropout=0.1, micro_batches=2)
     fit_classifier(clf, TEXTS, LABELS, cfg, progress=False)
     assert predict(clf, ["good nice", "bad ugly poor"])[0] == ["pos", "neg"]
 
