@@ -12,9 +12,10 @@ Search modes:
   their Porter stems (FTS5's ``porter`` tokenizer over ``unicode61``), so "mutations" finds
   "mutation", as search engines' English analysers do (on SciFact: nDCG@10 0.660 -> 0.692).
   Chinese and Japanese are written without spaces, so FTS5 alone would see a whole clause as one
-  word and find nothing inside it; runs of Han and kana characters are indexed and searched as
-  overlapping character bigrams instead (``bm25_text``: 银行卡丢了 -> 银行 行卡 卡丢 丢了), the usual
-  analysis for CJK full-text search.
+  word and find nothing inside it; runs of Han and kana characters are searched as overlapping
+  character bigrams instead (``bm25_text``: 银行卡丢了 -> 银行 行卡 卡丢 丢了), the usual analysis
+  for CJK full-text search, and indexed as bigrams and single characters, so that a one-character
+  query (猫) finds the character inside longer runs too.
 - ``hybrid``: reciprocal rank fusion, ``sum 1 / (60 + rank)`` over the top 100 of both
   (Cormack et al. 2009): meaning from the vectors, exact words from BM25.
 Tests: tests/apps/test_search.py.
@@ -39,19 +40,25 @@ CREATE TABLE IF NOT EXISTS docs (id INTEGER PRIMARY KEY, path TEXT UNIQUE, sha25
 CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, doc INTEGER, n INTEGER, text TEXT, vector BLOB);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize='porter unicode61');
 """
-SCHEMA_VERSION = "3"  # 2: Porter-stemmed full-text table; 3: CJK runs as character bigrams there
+SCHEMA_VERSION = "4"  # 2: Porter-stemmed full-text table; 3: CJK runs as character bigrams there;
+# 4: and as single characters
+RETOKENIZED = ("2", "3")  # versions whose vectors stand: only their full-text rows are rewritten on opening
 CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f]+")
 
 
-def bm25_text(text: str) -> str:
+def bm25_text(text: str, query: bool = False) -> str:
     """The text as the full-text table sees it: every run of Han / kana characters becomes its
-    overlapping bigrams (a single character stays itself), other text is unchanged."""
+    overlapping bigrams, then (not for a ``query``) its single characters; a run of one character
+    stays itself. Other text is unchanged."""
 
-    def bigrams(m: re.Match) -> str:
+    def split(m: re.Match) -> str:
         run = m.group(0)
-        return " " + (run if len(run) == 1 else " ".join(run[i:i + 2] for i in range(len(run) - 1))) + " "
+        if len(run) == 1:
+            return f" {run} "
+        pairs = [run[i:i + 2] for i in range(len(run) - 1)]
+        return " " + " ".join(pairs if query else pairs + list(run)) + " "
 
-    return CJK.sub(bigrams, text)
+    return CJK.sub(split, text)
 
 
 @dataclass
@@ -101,7 +108,7 @@ class Index:
                     self.db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)",
                                     ("1" if old else SCHEMA_VERSION,))
             version = row[0] if row else ("1" if old else SCHEMA_VERSION)
-            if version == "2":  # the vectors stand; only the full-text rows change: rewrite them in place
+            if version in RETOKENIZED:  # the vectors stand; only the full-text rows change: rewrite them
                 with self.db:
                     self.db.execute("DELETE FROM chunks_fts")
                     self.db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
@@ -212,7 +219,7 @@ class Index:
         return self._last_query[1]
 
     def _bm25(self, query: str, k: int) -> list[tuple[int, float]]:
-        words = re.findall(r"\w+", bm25_text(query).lower())
+        words = re.findall(r"\w+", bm25_text(query, query=True).lower())
         if not words:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))

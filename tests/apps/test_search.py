@@ -1,10 +1,12 @@
 """Index and search small files written by the test: modes, incremental re-indexing, errors."""
 
 import json
+import sqlite3
+from pathlib import Path
 
 import pytest
 
-from llmlab.apps.search import Index, chunk_text, read_documents
+from llmlab.apps.search import SCHEMA_VERSION, Index, chunk_text, read_documents
 from llmlab.cli import main
 from llmlab.errors import LlmlabError
 
@@ -75,7 +77,8 @@ def test_index_in_an_older_format_is_refused(tmp_path):
     with pytest.raises(LlmlabError, match="older format"):
         Index(tmp_path / "old")
     Index(tmp_path / "new", create=True)
-    assert Index(tmp_path / "new").db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
+    new = Index(tmp_path / "new").db
+    assert new.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == SCHEMA_VERSION
 
 
 CHINESE = {
@@ -88,7 +91,8 @@ CHINESE = {
 def test_bm25_finds_words_inside_chinese_text(tmp_path):
     from llmlab.apps.search import bm25_text
 
-    assert bm25_text("银行卡丢了, my card") == " 银行 行卡 卡丢 丢了 , my card"
+    assert bm25_text("银行卡丢了, my card", query=True) == " 银行 行卡 卡丢 丢了 , my card"
+    assert bm25_text("银行卡") == " 银行 行卡 银 行 卡 "  # stored: bigrams and single characters
     assert bm25_text("卡") == " 卡 " and bm25_text("plain text") == "plain text"
     folder = tmp_path / "zh"
     folder.mkdir()
@@ -101,17 +105,25 @@ def test_bm25_finds_words_inside_chinese_text(tmp_path):
         hits = index.search(query, k=3, mode="bm25")
         assert hits and hits[0].path.endswith(expected), query
         assert index.search(query, k=1, mode="hybrid")[0].path.endswith(expected)
-    # an index of the previous format (2: whole runs in the full-text table) is rewritten on opening
-    db = index.db
-    with db:
-        db.execute("DELETE FROM chunks_fts")
-        db.execute("INSERT INTO chunks_fts (rowid, text) SELECT id, text FROM chunks")
-        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
-    assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH '\"冻结\"'").fetchall() == []
-    db.close()
-    again = Index(tmp_path / "ix")
-    assert again.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "3"
-    assert again.search("冻结", k=1, mode="bm25")[0].path.endswith("card.txt")
+    # one character finds the texts that hold it anywhere, not only as a run of its own
+    assert sorted(Path(h.path).name for h in index.search("请", k=3, mode="bm25")) == ["card.txt", "rate.txt"]
+    assert [Path(h.path).name for h in index.search("卡", k=3, mode="bm25")] == ["card.txt"]
+    # indexes of earlier formats (2: whole runs in the full-text table, 3: bigrams only) are rewritten on opening
+    index.db.close()
+    for version, stored in (("2", lambda t: t), ("3", lambda t: bm25_text(t, query=True))):
+        db = sqlite3.connect(tmp_path / "ix" / "index.sqlite")
+        with db:
+            rows = db.execute("SELECT id, text FROM chunks").fetchall()
+            db.execute("DELETE FROM chunks_fts")
+            db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", ((i, stored(t)) for i, t in rows))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (version,))
+        assert db.execute("SELECT rowid FROM chunks_fts WHERE chunks_fts MATCH '\"汇\"'").fetchall() == []
+        db.close()
+        again = Index(tmp_path / "ix")
+        assert again.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == SCHEMA_VERSION
+        assert again.search("冻结", k=1, mode="bm25")[0].path.endswith("card.txt")
+        assert again.search("汇", k=1, mode="bm25")[0].path.endswith("rate.txt")
+        again.db.close()
 
 
 def test_chunks_overlap():
