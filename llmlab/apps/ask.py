@@ -33,6 +33,7 @@ follow-up that leans on the previous question ("and when was it built?") with bo
 Tests: tests/apps/test_ask.py.
 """
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,9 +49,13 @@ NOT_FOUND = "not found in the indexed documents"
 ASK_INSTRUCTION = "Using only these passages, answer in one sentence and cite the passage number like [1]."
 STOP = ["\n\n"]  # the answer is the first paragraph
 # A chat message that points back ("and ...", "what about ...", a pronoun) or is very short is a
-# follow-up: on its own it names nothing to search for (English wording only).
+# follow-up: on its own it names nothing to search for. English wording, and Chinese / Japanese:
+# a leading 那 / 还有 / 另外, a pronoun (它, 他们, 这个, それ ...), or a closing 呢 ("what about ...?").
 FOLLOW_UP = re.compile(r"^\W*(and|but|also|so|what about|how about)\b|\b(it|its|they|them|their|theirs|he|she|him|"
-                       r"her|his|this|that|these|those|there|then)\b", re.IGNORECASE)
+                       r"her|his|this|that|these|those|there|then)\b"
+                       r"|^\W*(那|还有|另外|而且)|它|他们|她们|这个|那个|这些|那些|这里|那里|呢\W*$|それ|その|そこ|彼",
+                       re.IGNORECASE)
+CJK_CHARS_PER_WORD = 1.5  # Chinese words average about one and a half characters
 QUERY_WORDS = 60  # a chain of follow-ups keeps at most this many words of earlier questions
 
 
@@ -118,9 +123,17 @@ def search_query(message: str, previous: str | None = None) -> str:
     still finds the lighthouse. A message that stands alone ("What is the capital of Peru?") is
     searched alone, so a change of subject is not pulled back to the last one."""
     message = " ".join(message.split())
-    if previous and (FOLLOW_UP.search(message) or len(message.split()) <= 3):
+    if previous and (FOLLOW_UP.search(message) or _words(message) <= 3):
         return " ".join(previous.split()[-QUERY_WORDS:] + [message])
     return message
+
+
+def _words(text: str) -> int:
+    """Words in ``text``, reading Han / kana runs (no spaces) as words of ``CJK_CHARS_PER_WORD`` characters."""
+    from llmlab.apps.search import CJK
+
+    runs = CJK.findall(text)
+    return len(CJK.sub(" ", text).split()) + sum(math.ceil(len(r) / CJK_CHARS_PER_WORD) for r in runs)
 
 
 # --- the prompt shared with inspect and chat -------------------------------------------------------

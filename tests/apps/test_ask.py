@@ -122,6 +122,10 @@ def test_follow_up_questions_are_searched_with_the_previous_one(index):
     assert follow == f"{first} Who invented it?"
     assert search_query("And the year?", follow) == f"{follow} And the year?"
     assert len(search_query("and then?", "word " * 500).split()) == 62  # earlier questions are capped
+    zh = "小提琴的琴身是用什么木头做的？"  # what wood is a violin's body made of?
+    assert search_query("长城有多长？", zh) == "长城有多长？"  # how long is the Great Wall? stands alone
+    for follow_zh in ("它是谁发明的？", "那琴弦呢？", "为什么？"):  # who invented it? / and the strings? / why?
+        assert search_query(follow_zh, zh) == f"{zh} {follow_zh}"
     alone, relevance = retrieve(index, "Who invented it?")
     assert relevance < 0.3 or not alone[0].path.endswith("violin.txt")  # on its own it finds nothing useful
     sources, relevance = retrieve(index, follow)
