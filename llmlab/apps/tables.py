@@ -13,8 +13,11 @@ def read_csv(path: str | Path, columns: list[str]) -> tuple[list[str], list[dict
     """(header, rows) of a UTF-8 CSV file that must have ``columns``; one-line errors otherwise."""
     p = Path(path)
     text = read_text(p)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    header = reader.fieldnames or []
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: an unclosed quote is an error
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as e:
+        raise LlmlabError(f"{p}: malformed CSV header ({e})") from None
     if not header:
         raise LlmlabError(f"{p}: no header row")
     missing = [c for c in columns if c not in header]
@@ -24,15 +27,20 @@ def read_csv(path: str | Path, columns: list[str]) -> tuple[list[str], list[dict
             hint = " (the file does not look comma-separated: save it as CSV with commas)"
         raise LlmlabError(f"{p}: no column {', '.join(map(repr, missing))}; "
                           f"columns are {', '.join(map(repr, header))}{hint}")
+    rows = []
     try:
-        rows = list(reader)
+        for row in reader:
+            line = reader.line_num  # where the record ends (a quoted text may span lines)
+            if any(row.get(c) is None for c in columns):
+                raise LlmlabError(f"{p}: line {line} has fewer fields than the header")
+            if None in row:  # DictReader keeps the surplus under None: a text cut at an unquoted comma
+                raise LlmlabError(f"{p}: line {line} has more fields than the header ({len(header) + len(row[None])} "
+                                  f"for {len(header)}): quote texts that contain commas")
+            rows.append(row)
     except csv.Error as e:
         raise LlmlabError(f"{p}: malformed CSV ({e})") from None
     if not rows:
         raise LlmlabError(f"{p}: no data rows, only a header")
-    for i, row in enumerate(rows, start=2):
-        if any(row.get(c) is None for c in columns):
-            raise LlmlabError(f"{p}: row {i} has fewer fields than the header")
     return header, rows
 
 

@@ -141,7 +141,11 @@ def test_cli_keeps_the_input_columns_it_would_collide_with(tmp_path, capsys):
     ("text;label\ngood;pos\n", [], "does not look comma-separated"),
     ("review,label\ngood,pos\n", [], "no column 'text'"),
     ("text,label\ngood,pos\n", [], "needs --train"),
-], ids=["header only", "empty", "semicolons", "missing column", "no train"])
+    ('text,label\n"good, really,pos\nbad,neg\n', [], "malformed CSV (unexpected end of data)"),
+    ("text,label\ngood,pos\n\ngood, really,pos\n", [], "line 4 has more fields than the header (3 for 2)"),
+    ('text,label\n"good\nfilm",pos\ngood\n', ["--label-column", "label"], "line 4 has fewer fields"),
+], ids=["header only", "empty", "semicolons", "missing column", "no train", "unclosed quote", "unquoted comma",
+        "short record"])
 def test_cli_bad_files(tmp_path, capsys, content, args, message):
     (tmp_path / "in.csv").write_text(content, encoding="utf-8")
     code = main(["classify", str(tmp_path / "in.csv"), "--text-column", "text", *args])
