@@ -27,6 +27,7 @@ test: setup
 bench: setup
 	$(PY) bench/tokenize.py
 	$(PY) bench/models.py
+	$(PY) bench/chat.py
 	$(PY) bench/word2vec.py
 	$(PY) bench/train.py
 	$(PY) bench/apps.py

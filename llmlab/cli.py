@@ -156,7 +156,9 @@ def _generation_config(args):
     from llmlab.generate import GenerationConfig
 
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed, stop=args.stop or [])
+                            top_p=args.top_p, seed=args.seed, stop=args.stop or [],
+                            repetition_penalty=args.repetition_penalty,
+                            repetition_window=args.repetition_window or None)
 
 
 def cmd_complete(args) -> int:
@@ -903,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_tokenizer_list)
 
-    def generation_options(sp, max_new_tokens, temperature, precision):
+    def generation_options(sp, max_new_tokens, temperature, precision, repetition_penalty=1.0):
         sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH",
                         help="smollm2 (default) or a path to a Llama-family .gguf file")
         sp.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (`llmlab finetune sft --lora`) "
@@ -914,6 +916,11 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
         sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
+        sp.add_argument("--repetition-penalty", type=float, default=repetition_penalty, metavar="R",
+                        help="> 1 makes tokens the answer has just used less likely, against loops "
+                             f"(CTRL's penalty; default {repetition_penalty:g}, 1 = off)")
+        sp.add_argument("--repetition-window", type=int, default=64, metavar="N",
+                        help="the penalty reads the answer's last N tokens (default 64; 0 = all of it)")
         sp.add_argument("--precision", choices=["fp32", "int8", "int4"], default=precision,
                         help=f"fp32: exact float32 weights; int8 / int4: weight-only quantized blocks, "
                              f"faster and smaller (default {precision})")
@@ -938,7 +945,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "passages (as `llmlab ask`)")
     ch.add_argument("--format", choices=["text", "json"], default="text",
                     help="json: one object per answered message ({user, assistant, prompt_tokens, ...})")
-    generation_options(ch, 512, 0.2, "int4")
+    generation_options(ch, 512, 0.2, "int4", 1.1)  # 1.1: no loops in bench/chat.py's answers, ROUGE-L no lower
     ch.set_defaults(func=cmd_chat, top_p=0.9)
 
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")

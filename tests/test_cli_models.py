@@ -25,6 +25,17 @@ def test_complete_json_is_greedy_and_exact(capsys, smollm2_model):
     assert doc["prompt_tokens"] == len(smollm2_model.tokenizer.encode("The capital of France is"))
 
 
+def test_complete_repetition_penalty(capsys, smollm2_model):
+    prompt = "la femme au martyre, la femme au martyre, la femme au martyre,"
+    args = ["complete", "--temperature", "0", "--max-new-tokens", "24", "--format", "json", prompt]
+    free, penalised = [json.loads(run(capsys, *args[:-1], *extra, prompt)[1])
+                       for extra in ([], ["--repetition-penalty", "1.3"])]
+    expected = complete(smollm2_model.model, smollm2_model.tokenizer, prompt,
+                        GenerationConfig(max_new_tokens=24, repetition_penalty=1.3))
+    assert penalised["ids"] == expected.ids != free["ids"]
+    assert penalised["text"].count("martyre") < free["text"].count("martyre")
+
+
 def test_complete_streams_text(capsys):
     code, out, err = run(capsys, "complete", "--max-new-tokens", "6", "--precision", "int8", "Two plus two is")
     assert code == 0 and out.strip() and "tok/s" in err
@@ -87,9 +98,11 @@ def bad_files(tmp_path_factory):
     (["complete", "--model", "{d}/cut.gguf", "hi"], "truncated"),
     (["complete", "-f", "{d}/latin1"], "not valid UTF-8"),
     (["complete", "--max-new-tokens", "0", "hi"], "max_new_tokens must be at least 1"),
+    (["complete", "--repetition-penalty", "0", "hi"], "repetition_penalty must be > 0"),
     (["embed", "--model", "{d}", "x"], "no config.json"),
     (["similarity", "only one"], "at least two texts"),
-], ids=["empty prompt", "unknown model", "cut gguf", "latin1", "zero tokens", "bad encoder", "one text"])
+], ids=["empty prompt", "unknown model", "cut gguf", "latin1", "zero tokens", "zero penalty", "bad encoder",
+        "one text"])
 def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, args, message):
     code, out, err = run(capsys, *[a.format(d=bad_files) for a in args])
     assert code == 2 and err.startswith("llmlab: error: ") and message in err and err.count("\n") == 1

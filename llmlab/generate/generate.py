@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.generate.sampling import next_token
+from llmlab.generate.sampling import next_token, penalize_repeats
 
 
 class ContextWindowError(LlmlabError):
@@ -34,6 +34,9 @@ class GenerationConfig:
     top_p: float | None = None
     seed: int | None = None  # same seed, same text
     stop: list[str] = field(default_factory=list)  # generation ends before any of these strings
+    repetition_penalty: float = 1.0  # > 1: tokens the answer has used lately are less likely (1: off)
+    repetition_window: int | None = 64  # lately: the answer's last this many tokens (None: all of them). The
+    # prompt is not penalised (an answer reuses the question's words), nor are special tokens (end of turn)
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -44,6 +47,10 @@ class GenerationConfig:
             raise LlmlabError(f"top_k must be at least 1, not {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise LlmlabError(f"top_p must be in (0, 1], not {self.top_p}")
+        if self.repetition_penalty <= 0:
+            raise LlmlabError(f"repetition_penalty must be > 0, not {self.repetition_penalty}")
+        if self.repetition_window is not None and self.repetition_window < 1:
+            raise LlmlabError(f"repetition_window must be at least 1, not {self.repetition_window}")
 
 
 @dataclass
@@ -79,6 +86,7 @@ class Stream:
         self.model, self.tokenizer, self.prompt_ids, self.config = model, tokenizer, prompt_ids, config
         eos = getattr(tokenizer, "eos_token", None)
         self.eos_ids = {tokenizer.special_tokens[eos]} if eos in tokenizer.special_tokens else set()
+        self.special_ids = set(getattr(tokenizer, "special_tokens", {}).values())  # never penalised as repeats
         self.completion: Completion | None = None
 
     def __iter__(self) -> Iterator[str]:
@@ -95,6 +103,11 @@ class Stream:
             prefill = time.perf_counter() - start
             start = time.perf_counter()
             for step in range(cfg.max_new_tokens):
+                if cfg.repetition_penalty != 1.0:
+                    recent = ids[-cfg.repetition_window:] if cfg.repetition_window else ids
+                    recent = [t for t in recent if t not in self.special_ids]
+                    logits = penalize_repeats(logits, torch.tensor([recent], dtype=torch.long),
+                                              cfg.repetition_penalty)
                 token = next_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator)  # (1,)
                 t = int(token)
                 if t in self.eos_ids:

@@ -5,6 +5,10 @@
 - top-k: keep only the k most likely tokens.
 - top-p (nucleus, Holtzman et al. 2019): keep the smallest set of most likely tokens whose
   probabilities add up to at least p.
+- repetition penalty (CTRL, Keskar et al. 2019): before any of the above, the logit of every
+  token the answer has used lately is divided by the penalty when positive and multiplied by it
+  when negative, so a small model is less likely to loop on one phrase (which tokens count is
+  generate.py's choice: the answer's last 64, not the prompt, no special tokens).
 
 Sampling draws from a seeded ``torch.Generator``, so the same seed gives the same text.
 Tests: tests/generate/test_sampling.py.
@@ -30,3 +34,13 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def penalize_repeats(logits: torch.Tensor, recent: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Logits (B, vocab) with CTRL's repetition penalty on the token ids ``recent`` (B, n): positive
+    logits divided by ``penalty``, negative ones multiplied (a token seen twice is penalised once)."""
+    if penalty == 1.0 or recent.shape[-1] == 0:
+        return logits
+    seen = logits.gather(-1, recent)  # (B, n)
+    seen = torch.where(seen > 0, seen / penalty, seen * penalty)
+    return logits.scatter(-1, recent, seen)

@@ -38,6 +38,20 @@ def test_stop_strings_and_eos(smollm2_model):
     assert done.finish_reason == "eos" and "<|im_end|>" not in done.text
 
 
+def test_repetition_penalty_breaks_a_loop(smollm2_model):
+    m, tok = smollm2_model.model, smollm2_model.tokenizer
+    prompt = "la femme au martyre, la femme au martyre, la femme au martyre,"
+    looping = complete(m, tok, prompt, GenerationConfig(max_new_tokens=24))
+    assert looping.text.count("martyre") >= 3  # greedy repeats the phrase
+    penalised = complete(m, tok, prompt, GenerationConfig(max_new_tokens=24, repetition_penalty=1.3))
+    assert penalised.text.count("martyre") < looping.text.count("martyre")
+    window = complete(m, tok, prompt, GenerationConfig(max_new_tokens=24, repetition_penalty=1.3,
+                                                       repetition_window=1))
+    assert window.ids != penalised.ids  # only the last token is penalised: another continuation
+    with pytest.raises(LlmlabError, match="repetition_penalty"):
+        GenerationConfig(repetition_penalty=0)
+
+
 def test_split_stop_holds_back_possible_starts():
     assert _split_stop("hello wor", ["world"]) == ("hello ", "wor", False)
     assert _split_stop("hello world!", ["world"]) == ("hello ", "", True)

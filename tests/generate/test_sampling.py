@@ -1,8 +1,8 @@
-"""Next-token choice: greedy, temperature, top-k, top-p, seeds."""
+"""Next-token choice: greedy, temperature, top-k, top-p, seeds, repetition penalty."""
 
 import torch
 
-from llmlab.generate.sampling import next_token
+from llmlab.generate.sampling import next_token, penalize_repeats
 
 LOGITS = torch.tensor([[2.0, 1.0, 0.5, 0.0, -1.0]])
 
@@ -45,3 +45,17 @@ def test_top_p_keeps_the_nucleus():
 def test_same_seed_same_draws():
     assert torch.equal(draws(200, seed=7, temperature=1.0), draws(200, seed=7, temperature=1.0))
     assert not torch.equal(draws(200, seed=7, temperature=1.0), draws(200, seed=8, temperature=1.0))
+
+
+def test_repetition_penalty_matches_transformers():
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 50) * 4  # positive and negative logits
+    recent = torch.randint(0, 50, (3, 20))  # with repeats
+    for penalty in (1.3, 0.8):
+        expected = RepetitionPenaltyLogitsProcessor(penalty)(recent, logits.clone())
+        torch.testing.assert_close(penalize_repeats(logits, recent, penalty), expected, rtol=0, atol=0)
+    assert torch.equal(penalize_repeats(logits, recent, 1.0), logits)
+    # the greedy choice moves off a token just used when the runner-up is close
+    assert next_token(penalize_repeats(LOGITS, torch.tensor([[0]]), 2.5)).tolist() == [1]  # 2 / 2.5 < 1
