@@ -133,7 +133,7 @@ class Decoder(nn.Module):
         return self
 
     def quantize_head_int8(self) -> None:
-        self.lm_head = Int8Linear(self.lm_head.weight)
+        self.lm_head = Int8Linear(self.lm_head.weight, refine=64)  # the likely tokens' logits in float32
         if self.config.tie_embeddings:
             self.embed_tokens = Int8Embedding(self.lm_head)
 

@@ -10,10 +10,10 @@ The int4 format is the one GGUF's Q4_1 uses, so Q4_1 weights convert to it witho
 (each Q4_1 block holds q = 0 and q = 15, so min/max give back its d and m; only the
 bfloat16 rounding of s and m remains). For a few rows (generating) the matmul is
 PyTorch's CPU kernel ``torch._weight_int8pack_mm`` (activations in bfloat16, accumulated
-in float32); for many rows (a prompt) arithmetic dominates, so the weight is dequantized
-and multiplied in float32. The attention and MLP blocks also fuse their input
-projections (q/k/v, gate/up) into one matmul each, since at one token per step the fixed
-cost of each call matters as much as its size.
+in float32, returned in bfloat16; the output head refines its top 64 in float32); for many
+rows (a prompt) arithmetic dominates, so the weight is dequantized and multiplied in float32.
+The attention and MLP blocks also fuse their input projections (q/k/v, gate/up) into one
+matmul each, since at one token per step the fixed cost of each call matters as much as its size.
 
 The float32 modules stay the reference: these are built from them and tested close to
 them (tests/nn/test_blocks.py); the benchmark reports the perplexity cost (bench/models.py).
@@ -29,10 +29,16 @@ from llmlab.nn.positions import apply_rope
 
 
 class Int8Linear(nn.Module):
-    """``y = x W^T`` with W stored as int8 rows and bfloat16 scales (no bias)."""
+    """``y = x W^T`` with W stored as int8 rows and bfloat16 scales (no bias).
 
-    def __init__(self, weight: torch.Tensor, rows_per_chunk: int = 4096):
+    For a few rows the kernel returns bfloat16, 8 bits of mantissa: a logit near 25 is rounded to a
+    step of 0.125, so close candidates tie or swap. With ``refine`` = k (an output head), the k
+    largest outputs of each row are computed again in float32 from their int8 rows, so the choice
+    among the likely tokens is the float32 one; the rest keep their bfloat16 values."""
+
+    def __init__(self, weight: torch.Tensor, rows_per_chunk: int = 4096, refine: int = 0):
         super().__init__()
+        self.refine = refine
         self.out_features, self.in_features = weight.shape
         q = torch.empty(weight.shape, dtype=torch.int8)
         scale = torch.empty(self.out_features)
@@ -49,8 +55,12 @@ class Int8Linear(nn.Module):
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > 16:  # many rows (a prompt): compute-bound, so dequantize and use float32 matmul
             return F.linear(x, self.weight_int8.float() * self.scale.float()[:, None])
-        y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale)
-        return y.float().view(*x.shape[:-1], self.out_features)
+        y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()  # (n, out)
+        if self.refine:
+            top = y.topk(min(self.refine, self.out_features), dim=-1).indices  # (n, k)
+            w = self.weight_int8[top].float() * self.scale[top].float()[..., None]  # (n, k, in)
+            y = y.scatter(-1, top, (w @ rows.float()[:, :, None]).squeeze(-1))
+        return y.view(*x.shape[:-1], self.out_features)
 
 
 class Int4Linear(nn.Module):

@@ -98,6 +98,24 @@ def test_int8_blocks_stay_close_to_float32():
             assert (fast(x) - ref(x)).norm() / ref(x).norm() < 0.02
 
 
+def test_int8_head_refines_its_top_logits_in_float32():
+    from llmlab.nn.quantized import Int8Linear
+
+    torch.manual_seed(0)
+    weight = torch.randn(4096, 64)
+    x = torch.randn(2, 64) * 4  # logits of tens: bfloat16 keeps steps of 0.125 there
+    plain, head = Int8Linear(weight), Int8Linear(weight, refine=16)
+    exact = x @ (plain.weight_int8.float() * plain.scale.float()[:, None]).T  # the int8 weights in float32
+    rounded = plain(x)
+    assert torch.equal(rounded, rounded.to(torch.bfloat16).float())  # the kernel's bfloat16 output
+    y = head(x)
+    top = exact.topk(16, dim=-1).indices
+    torch.testing.assert_close(y.gather(-1, top), exact.gather(-1, top), rtol=1e-5, atol=1e-4)
+    assert torch.equal(y.argmax(-1), exact.argmax(-1))
+    rest = torch.ones_like(y, dtype=torch.bool).scatter(-1, top, False)
+    assert torch.equal(y[rest], rounded[rest])  # the unlikely tokens keep the fast values
+
+
 def test_int4_holds_q4_1_style_weights_without_loss():
     from llmlab.nn.quantized import Int4Linear, QuantizedAttention, QuantizedSwiGLU
 
