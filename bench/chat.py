@@ -76,7 +76,7 @@ def main() -> int:
     results, examples = {}, {}
     for penalty in (float(p) for p in args.penalties.split(",")):
         limit = loops = tokens = 0
-        rouge, seconds, answers = 0.0, 0.0, []
+        seconds, answers = 0.0, []
         for seed, prompt in enumerate(prompts):
             cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=0.2, top_p=0.9, seed=seed,
                                    repetition_penalty=penalty)
