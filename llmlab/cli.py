@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from llmlab import __version__
-from llmlab.errors import LlmlabError
-from llmlab.fileio import decode_utf8
+from llmlab.errors import EncodingError, LlmlabError
+from llmlab.fileio import check_encoding, decode_text, decode_utf8
 
 # --- formatting helpers ---------------------------------------------------------------
 _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;223m", "\x1b[48;5;194m", "\x1b[48;5;225m", "\x1b[48;5;230m"]
@@ -51,11 +51,12 @@ def _read_input(args, what: str = "text") -> str:
             if not path.is_file():
                 raise LlmlabError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
             data, source = path.read_bytes(), str(path)
-        text = decode_utf8(data, source)
+        text = decode_utf8(data, source) if args.encoding is None else decode_text(data, source, args.encoding)
     elif args.text is not None:
         text = args.text
     elif not sys.stdin.isatty():
-        text = decode_utf8(sys.stdin.buffer.read(), "<stdin>")
+        data = sys.stdin.buffer.read()
+        text = decode_utf8(data, "<stdin>") if args.encoding is None else decode_text(data, "<stdin>", args.encoding)
     else:
         raise LlmlabError(f"no {what}: give it as an argument, with -f FILE, or on stdin")
     if not text:
@@ -352,7 +353,7 @@ def cmd_classify(args) -> int:
         raise LlmlabError("--method ensemble needs --model DIR (a classifier from `llmlab finetune classify`) "
                           "and --train TRAIN.csv")
     columns = [args.text_column] + ([args.label_column] if args.label_column else [])
-    header, rows = read_csv(args.file, columns)
+    header, rows = read_csv(args.file, columns, args.encoding)
     texts = [r[args.text_column] for r in rows]
     truth = [r[args.label_column] for r in rows] if args.label_column else None
     labels = _parse_labels(args.labels)
@@ -362,7 +363,7 @@ def cmd_classify(args) -> int:
     if args.train:
         if not args.label_column:
             raise LlmlabError("--train needs --label-column (the same column name in both files)")
-        _, train_rows = read_csv(args.train, [args.text_column, args.label_column])
+        _, train_rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding)
         train_texts = [r[args.text_column] for r in train_rows]
         train_labels = [r[args.label_column] for r in train_rows]
     elif args.method in ("hybrid", "embeddings", "bow", "ensemble"):
@@ -440,7 +441,7 @@ def cmd_finetune_classify(args) -> int:
     from llmlab.apps.tables import read_csv
     from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, save_classifier
 
-    _, rows = read_csv(args.train, [args.text_column, args.label_column])
+    _, rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding)
     texts = [r[args.text_column] for r in rows]
     labels = [r[args.label_column] for r in rows]
     names = sorted(set(labels))
@@ -480,7 +481,7 @@ def cmd_topics(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise LlmlabError(f"--out {out}: exists and is not a folder")
-    header, rows = read_csv(args.file, [args.text_column])
+    header, rows = read_csv(args.file, [args.text_column], args.encoding)
     texts = [r[args.text_column] for r in rows]
     result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
                     seed=args.seed, progress=not args.quiet)
@@ -516,9 +517,12 @@ def cmd_index(args) -> int:
     from llmlab.apps.search import Index, read_documents
 
     skipped: list[str] = []
-    documents = read_documents(args.paths, skipped)
+    documents = read_documents(args.paths, skipped, args.encoding)
     for reason in skipped:
         print(f"llmlab: skipped {reason}", file=sys.stderr)
+    if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
+        print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk), "
+              "one encoding per run", file=sys.stderr)
     report = Index(args.index, create=True).add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet)
     if args.format == "json":
         print(json.dumps(report.__dict__))
@@ -534,7 +538,7 @@ def cmd_search(args) -> int:
     if args.queries:
         from llmlab.fileio import read_text
 
-        queries = [q for q in read_text(args.queries).splitlines() if q.strip()]
+        queries = [q for q in read_text(args.queries, encoding=args.encoding).splitlines() if q.strip()]
     elif args.query:
         queries = [args.query]
     else:
@@ -605,7 +609,8 @@ def cmd_inspect(args) -> int:
     if args.checklist:
         from llmlab.fileio import read_text
 
-        checklist = [line.strip() for line in read_text(args.checklist).splitlines() if line.strip()]
+        checklist = [line.strip() for line in read_text(args.checklist, encoding=args.encoding).splitlines()
+                     if line.strip()]
         if not checklist:
             raise LlmlabError(f"{args.checklist}: no checklist items (one per line)")
     questions = args.ask or []
@@ -616,7 +621,7 @@ def cmd_inspect(args) -> int:
 
         decoder = load_decoder(args.model, precision=args.precision)
     r = inspect(Path(args.document), summary=summary, questions=questions, checklist=checklist, decoder=decoder,
-                sentences=args.sentences, progress=not args.quiet)
+                sentences=args.sentences, progress=not args.quiet, encoding=args.encoding)
     if args.format == "json":
         print(json.dumps({"document": r.source, "tokens": r.tokens, "summary": r.summary, "parts": r.parts,
                           "central": r.central, "answers": [f.__dict__ for f in r.answers],
@@ -862,6 +867,19 @@ def _experiment_parser(sub) -> None:
 
 
 # --- argument parsing ---------------------------------------------------------------
+def _encoding(name: str) -> str:
+    try:
+        return check_encoding(name)
+    except LlmlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def encoding_option(sp, what: str) -> None:
+    sp.add_argument("--encoding", type=_encoding, metavar="NAME",
+                    help=f"the text encoding of {what} when it is not UTF-8, e.g. cp1252 (Windows, Excel's plain "
+                         "CSV), latin-1, gbk, shift_jis (default: UTF-8, or UTF-8/16 as a byte-order mark says)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
     p.add_argument("--version", action="version", version=f"llmlab {__version__}")
@@ -876,6 +894,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smollm2 (default), minilm, whitespace, word, char, or a path "
                         "(.gguf, tokenizer.json, vocab.txt, or a folder we saved); with --compare, adds to the list")
     t.add_argument("--compare", action="store_true", help="every named tokenizer side by side with its token count")
+    encoding_option(t, "FILE")
     t.add_argument("--format", choices=["text", "json"], default="text")
     t.add_argument("--no-special", action="store_true",
                    help="treat special-token strings such as <|im_end|> or [SEP] as plain text")
@@ -930,6 +949,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--format json prints {model, prompt_tokens, ids, text}.")
     c.add_argument("text", nargs="?", metavar="PROMPT")
     c.add_argument("-f", "--file", help="read the prompt from FILE ('-' for stdin)")
+    encoding_option(c, "FILE")
     generation_options(c, 128, 0.0, "fp32")
     c.add_argument("--format", choices=["text", "json"], default="text")
     c.set_defaults(func=cmd_complete)
@@ -951,6 +971,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")
     e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or -f FILE, or stdin)")
     e.add_argument("-f", "--file", help="one text per line ('-' for stdin)")
+    encoding_option(e, "FILE")
     e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
                    help="minilm (default), a sentence-transformers / BERT folder, or a run folder of "
                         "`llmlab train --objective mlm` (mean pooling)")
@@ -992,6 +1013,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
                     "confidence (with a suffix _2 where the file has those) and PRED.confusion.png when true labels "
                     "are known")
+    encoding_option(cl, "FILE and TRAIN")
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)
@@ -1009,6 +1031,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--out", metavar="DIR", help="write DIR/assignments.csv (the input's columns plus topic and "
                     "topic_name, or topic_2 and topic_name_2 where the file has those), DIR/topics.csv, "
                     "DIR/topics_map.png and DIR/report.md")
+    encoding_option(tp, "FILE")
     tp.add_argument("--quiet", action="store_true", help="no progress bars")
     tp.add_argument("--format", choices=["text", "json"], default="text")
     tp.set_defaults(func=cmd_topics)
@@ -1022,6 +1045,7 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--index", required=True, metavar="DIR")
     ix.add_argument("--chunk-tokens", type=int, default=200, metavar="N")
     ix.add_argument("--overlap", type=int, default=40, metavar="N")
+    encoding_option(ix, "the .txt / .md / .html files (PDFs carry their own)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
     ix.add_argument("--format", choices=["text", "json"], default="text")
     ix.set_defaults(func=cmd_index)
@@ -1032,6 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     se.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     se.add_argument("--queries", metavar="FILE", help="one query per line; JSON: one object per line")
+    encoding_option(se, "the --queries FILE")
     se.add_argument("--format", choices=["text", "json"], default="text")
     se.set_defaults(func=cmd_search)
 
@@ -1059,6 +1084,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--checklist", metavar="FILE", help="checklist items, one per line: each gets yes / no / "
                      "unclear / not found and a quote")
     ins.add_argument("--sentences", type=int, default=5, metavar="N", help="central sentences to show (default 5)")
+    encoding_option(ins, "DOC (unless a PDF) and the checklist")
     ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
     ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
     ins.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1167,6 +1193,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="layer-wise lr decay: block i of L learns at lr * D^(L-i) (e.g. 0.8; default 1: one lr)")
     fc.add_argument("--max-len", type=int, default=128, metavar="N", help="tokens per text; longer texts are cut")
     fc.add_argument("--seed", type=int, default=0)
+    encoding_option(fc, "TRAIN")
     fc.add_argument("--quiet", action="store_true", help="no progress bar")
     fc.add_argument("--format", choices=["text", "json"], default="text")
     fc.set_defaults(func=cmd_finetune_classify)
@@ -1178,6 +1205,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except EncodingError as e:
+        hint = ""
+        if getattr(args, "encoding", False) is None:  # the command takes --encoding and was not given one
+            hint = f" or name its encoding: --encoding {e.suggestion or 'NAME (e.g. cp1252, latin-1, gbk)'}"
+        print(f"llmlab: error: {e}{hint}", file=sys.stderr)
+        return 2
     except LlmlabError as e:
         print(f"llmlab: error: {e}", file=sys.stderr)
         return 2

@@ -12,3 +12,13 @@ class LlmlabError(Exception):
 
 class TokenizerError(LlmlabError):
     """A tokenizer could not be found, read or applied."""
+
+
+class EncodingError(LlmlabError):
+    """A text file's bytes are not valid in the encoding it was read with.
+
+    ``suggestion``: an encoding the bytes look like, when there is a good guess."""
+
+    def __init__(self, message: str, suggestion: str | None = None):
+        super().__init__(message)
+        self.suggestion = suggestion

@@ -1,16 +1,23 @@
 """Reading user files with clear errors, and writing our files atomically.
 
 ``read_text`` turns every way a text file can be wrong (missing, a folder, binary,
-not UTF-8, empty) into one ``LlmlabError`` line that names the file and the problem.
+not in its encoding, empty) into one ``LlmlabError`` line that names the file and the problem.
+Text is UTF-8 unless a byte-order mark says UTF-8/16/32 (as Excel and Notepad write them) or
+the caller names another encoding (``cp1252``, ``latin-1``, ``gbk``, ``shift_jis``...).
 ``atomic_write_text`` writes to a temporary file in the same folder and renames it
 over the target, so a reader never sees a half-written file.
 """
 
+import codecs
 import os
 import tempfile
 from pathlib import Path
 
-from llmlab.errors import LlmlabError
+from llmlab.errors import EncodingError, LlmlabError
+
+# Longest first: the UTF-32 LE mark begins with the UTF-16 LE one.
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def decode_utf8(data: bytes, source: str, errors: str = "strict", offset: int = 0) -> str:
@@ -18,18 +25,52 @@ def decode_utf8(data: bytes, source: str, errors: str = "strict", offset: int = 
 
     ``offset`` is where ``data`` starts in its file, for messages about later chunks."""
     if b"\x00" in data[:8192]:
+        head = data[:512]
+        for name, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[::2])):
+            if len(head) >= 8 and zeros.count(0) > 0.9 * len(zeros):  # ASCII text stored as UTF-16, no BOM
+                raise EncodingError(f"{source}: looks like UTF-16 text without a byte-order mark; "
+                                    "convert it to UTF-8 first", suggestion=name)
         raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected UTF-8 text")
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as e:
-        raise LlmlabError(
+        raise EncodingError(
             f"{source}: not valid UTF-8 (byte 0x{data[e.start]:02x} at offset {offset + e.start}); "
             "convert it to UTF-8 first"
         ) from None
 
 
-def read_text(path: str | os.PathLike, errors: str = "strict", allow_empty: bool = False) -> str:
-    """The whole file as a string, exactly as stored (no newline or BOM handling)."""
+def check_encoding(name: str) -> str:
+    """Python's name for the text encoding ``name`` ("latin1" -> "iso8859-1"), or a one-line error."""
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        raise LlmlabError(f"unknown text encoding {name!r} (e.g. utf-8, cp1252, latin-1, gbk, shift_jis)") from None
+
+
+def decode_text(data: bytes, source: str, encoding: str | None = None, errors: str = "strict") -> str:
+    """Decode a whole file's bytes; a leading byte-order mark is dropped.
+
+    ``encoding=None``: the encoding a byte-order mark names, else UTF-8. A named ``encoding``
+    is used as given (a UTF-8 mark is still dropped when it is "utf-8")."""
+    if encoding is None:
+        encoding = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+        if encoding is None:
+            return decode_utf8(data, source, errors)
+    name = check_encoding(encoding)
+    if name == "utf-8":
+        name = "utf-8-sig"
+    if not name.startswith(("utf-16", "utf-32")) and b"\x00" in data[:8192]:
+        raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected {name} text")
+    try:
+        return data.decode(name, errors=errors).removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise EncodingError(f"{source}: not valid {encoding} (byte 0x{data[e.start]:02x} at offset {e.start}); "
+                            "check the encoding it was saved in") from None
+
+
+def read_bytes(path: str | os.PathLike, allow_empty: bool = False) -> bytes:
+    """The whole file's bytes, or a one-line error (missing, a folder, unreadable, empty)."""
     p = Path(path)
     if not p.exists():
         raise LlmlabError(f"{p}: no such file")
@@ -41,7 +82,15 @@ def read_text(path: str | os.PathLike, errors: str = "strict", allow_empty: bool
         raise LlmlabError(f"{p}: cannot read ({e.strerror})") from None
     if not data and not allow_empty:
         raise LlmlabError(f"{p}: file is empty")
-    return decode_utf8(data, str(p), errors)
+    return data
+
+
+def read_text(path: str | os.PathLike, errors: str = "strict", allow_empty: bool = False,
+              encoding: str | None = None) -> str:
+    """The whole file as a string (no newline handling; a leading byte-order mark dropped).
+
+    ``encoding``: see `decode_text` (default: UTF-8, or what a byte-order mark says)."""
+    return decode_text(read_bytes(path, allow_empty), str(path), encoding, errors)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -51,6 +51,19 @@ def test_json_ids_are_encode_of_the_file_byte_for_byte(capsys, tmp_path):
     assert json.loads(out)["ids"][0] != 1  # SmolLM2 adds no BOS
 
 
+
+def test_files_in_other_encodings(capsys, tmp_path):
+    text = "Mandarin: 我喜欢自然语言处理\n"
+    (tmp_path / "gbk.txt").write_bytes(text.encode("gbk"))
+    code, out, err = run(capsys, "tokenize", "--format", "json", "-f", str(tmp_path / "gbk.txt"))
+    assert code == 2 and "not valid UTF-8" in err and "or name its encoding: --encoding NAME" in err
+    code, out, _ = run(capsys, "tokenize", "--format", "json", "--encoding", "gbk", "-f", str(tmp_path / "gbk.txt"))
+    assert code == 0 and json.loads(out)["ids"] == load_tokenizer("smollm2").encode(text)
+    # Commands without --encoding do not suggest it.
+    code, _, err = run(capsys, "tokenizer", "train", "--vocab-size", "300", "--out", str(tmp_path / "o"),
+                       str(tmp_path / "gbk.txt"))
+    assert code == 2 and "not valid UTF-8" in err and "--encoding" not in err
+
 def test_text_output_shows_pieces_and_ids(capsys):
     code, out, _ = run(capsys, "tokenize", "Hello  world")
     assert code == 0

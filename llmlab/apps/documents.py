@@ -1,10 +1,13 @@
 """Plain text out of the documents people have: text, Markdown, HTML and PDF files.
 
-- ``.txt`` / ``.md``: UTF-8, read as they are (a leading byte-order mark dropped).
+- ``.txt`` / ``.md``: read as they are, in UTF-8 unless a byte-order mark or the caller says
+  otherwise (see `llmlab.fileio.decode_text`); a leading byte-order mark is dropped.
 - ``.html`` / ``.htm``: the standard library's ``html.parser``; ``script``, ``style`` and
   similar non-text elements are dropped, block elements (paragraphs, headings, list items,
   table rows) are separated by a blank line, ``<br>`` is a line break, other whitespace runs
-  become one space (``<pre>`` keeps its line breaks; lines lose their indentation).
+  become one space (``<pre>`` keeps its line breaks; lines lose their indentation). Without a
+  byte-order mark or an encoding from the caller, a ``<meta charset>`` in the first 2 kB names
+  the encoding, as browsers read it ("iso-8859-1" and "ascii" mean windows-1252).
 - ``.pdf``: pypdf's text extraction, page by page. An encrypted file is opened with the
   empty password when it has one (many are "encrypted" only to restrict printing).
 
@@ -21,7 +24,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from llmlab.errors import LlmlabError
-from llmlab.fileio import read_text
+from llmlab.fileio import check_encoding, decode_text, read_bytes
 
 SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
 _SKIP = {"script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"}
@@ -30,8 +33,26 @@ _BLOCKS = {"address", "article", "aside", "blockquote", "caption", "dd", "detail
            "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "title", "tr", "ul"}
 
 
-def read_document(path: str | Path) -> str:
-    """The text of a .txt, .md, .html or .pdf file."""
+_META_CHARSET = re.compile(rb"<meta[^>]*?charset\s*=\s*[\"']?\s*([A-Za-z0-9_.:-]+)", re.IGNORECASE)
+
+
+def html_charset(data: bytes) -> str | None:
+    """The encoding a page's ``<meta charset=...>`` declares in its first 2 kB, if Python knows it."""
+    m = _META_CHARSET.search(data[:2048])
+    if not m:
+        return None
+    try:
+        name = check_encoding(m.group(1).decode("ascii"))
+    except LlmlabError:
+        return None
+    if name.startswith(("utf-16", "utf-32")):  # a meta tag readable as ASCII: the page is not UTF-16
+        return "utf-8"
+    return "cp1252" if name in ("iso8859-1", "ascii") else name  # the WHATWG mapping browsers follow
+
+
+def read_document(path: str | Path, encoding: str | None = None) -> str:
+    """The text of a .txt, .md, .html or .pdf file; ``encoding`` for the text formats (default:
+    UTF-8, or what a byte-order mark or an HTML page's meta charset says)."""
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in SUFFIXES:
@@ -40,9 +61,13 @@ def read_document(path: str | Path) -> str:
     if suffix == ".pdf":
         text = pdf_text(p)
     else:
-        text = read_text(p).removeprefix("\ufeff")
+        data = read_bytes(p)
         if suffix in (".html", ".htm"):
-            text = html_text(text)
+            if encoding is None and not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
+                encoding = html_charset(data)
+            text = html_text(decode_text(data, str(p), encoding))
+        else:
+            text = decode_text(data, str(p), encoding)
     if not text.strip():
         raise LlmlabError(f"{p}: the document has no text")
     return text

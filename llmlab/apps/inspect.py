@@ -74,15 +74,17 @@ class Inspection:
 
 def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,
             encoder=None, sentences: int = 5, k: int = 3, part_tokens: int = 900, summary_tokens: int = 120,
-            max_new_tokens: int = 120, threshold: float = RELEVANCE, progress: bool = False) -> Inspection:
+            max_new_tokens: int = 120, threshold: float = RELEVANCE, progress: bool = False,
+            encoding: str | None = None) -> Inspection:
     """Summarise a document and answer questions on it.
 
     ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
-    .html, .pdf), is read with `read_document`; any other string is the text itself.
+    .html, .pdf), is read with `read_document` (in ``encoding``, if given); any other string is
+    the text itself.
     ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096
                                           and Path(path_or_text).suffix.lower() in SUFFIXES):
-        source, text = str(path_or_text), read_document(path_or_text)
+        source, text = str(path_or_text), read_document(path_or_text, encoding)
     else:
         source, text = "<text>", path_or_text
     if not text.strip():

@@ -238,14 +238,20 @@ class Index:
         return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
 
 
-def read_documents(paths: list[str | Path], skipped: list[str] | None = None) -> list[tuple[str, str]]:
+def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
+                   encoding: str | None = None) -> list[tuple[str, str]]:
     """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf).
+
+    ``encoding``: of the text files (`read_document`'s default: UTF-8 or what the file marks).
 
     A file named explicitly that cannot be read is an error. A file found in a folder that
     cannot be read (empty, not UTF-8, a scanned PDF...) is an error too, unless ``skipped`` is
     a list: then its one-line reason is appended there and the file is left out."""
     from llmlab.apps.documents import SUFFIXES, read_document
+    from llmlab.fileio import check_encoding
 
+    if encoding is not None:
+        check_encoding(encoding)  # a wrong name is one error, not a reason to skip every file
     found: list[tuple[Path, bool]] = []  # (file, named explicitly)
     for p in map(Path, paths):
         if p.is_dir():
@@ -259,7 +265,7 @@ def read_documents(paths: list[str | Path], skipped: list[str] | None = None) ->
     documents = []
     for f, explicit in found:
         try:
-            documents.append((str(f.resolve()), read_document(f)))
+            documents.append((str(f.resolve()), read_document(f, encoding)))
         except LlmlabError as e:
             if explicit or skipped is None:
                 raise

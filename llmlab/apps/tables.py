@@ -9,10 +9,14 @@ from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_text, read_text
 
 
-def read_csv(path: str | Path, columns: list[str]) -> tuple[list[str], list[dict[str, str]]]:
-    """(header, rows) of a UTF-8 CSV file that must have ``columns``; one-line errors otherwise."""
+def read_csv(path: str | Path, columns: list[str],
+             encoding: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV file that must have ``columns``; one-line errors otherwise.
+
+    ``encoding``: UTF-8 by default, or what a byte-order mark says (Excel's "CSV UTF-8" starts
+    with one); name another (e.g. "cp1252" for Excel's plain "CSV" on Windows) when it is not."""
     p = Path(path)
-    text = read_text(p)
+    text = read_text(p, encoding=encoding)
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: an unclosed quote is an error
     try:
         header = reader.fieldnames or []

@@ -135,6 +135,30 @@ def test_cli_keeps_the_input_columns_it_would_collide_with(tmp_path, capsys):
     assert sum(r["predicted_label_2"] == r["label"] for r in rows) >= 10
 
 
+
+def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
+    """Excel's "CSV UTF-8" starts with a byte-order mark; its plain "CSV" on Windows is cp1252."""
+    rows = [(t.replace("film", "café film"), y) for t, y in zip(TEXTS, LABELS)]
+    body = "text,label\r\n" + "".join(f'"{t}",{y}\r\n' for t, y in rows)
+    (tmp_path / "excel-utf8.csv").write_bytes(body.encode("utf-8-sig"))
+    (tmp_path / "excel.csv").write_bytes(body.encode("cp1252"))
+    args = ["--text-column", "text", "--label-column", "label", "--method", "bow", "--quiet"]
+    out = tmp_path / "pred.csv"
+    assert main(["classify", str(tmp_path / "excel-utf8.csv"), "--train", str(tmp_path / "excel-utf8.csv"),
+                 "--out", str(out), *args]) == 0
+    capsys.readouterr()
+    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8"))] == [t for t, _ in rows]
+    assert main(["classify", str(tmp_path / "excel.csv"), "--train", str(tmp_path / "excel-utf8.csv"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "excel.csv: not valid UTF-8" in err and "--encoding NAME" in err and err.count("\n") == 1
+    out.unlink()
+    assert main(["classify", str(tmp_path / "excel.csv"), "--train", str(tmp_path / "excel.csv"),
+                 "--encoding", "cp1252", "--out", str(out), *args]) == 0
+    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8"))] == [t for t, _ in rows]
+    with pytest.raises(SystemExit) as e:  # argparse checks the name before anything is read
+        main(["classify", str(tmp_path / "excel.csv"), "--encoding", "klingon", *args])
+    assert e.value.code == 2 and "unknown text encoding 'klingon'" in capsys.readouterr().err
+
 @pytest.mark.parametrize("content, args, message", [
     ("text,label\n", [], "no data rows"),
     ("", [], "file is empty"),

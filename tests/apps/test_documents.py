@@ -50,6 +50,24 @@ def test_html_drops_scripts_and_keeps_blocks(tmp_path):
     assert html_text("<pre>a\n  b</pre>") == "a\nb"
 
 
+
+def test_encodings_other_than_utf8(tmp_path):
+    (tmp_path / "win.txt").write_bytes("naïve café – “quoted”\n".encode("cp1252"))
+    assert read_document(tmp_path / "win.txt", encoding="cp1252") == "naïve café – “quoted”\n"
+    (tmp_path / "u16.md").write_bytes("# Überschrift\n".encode("utf-16"))  # a BOM says which
+    assert read_document(tmp_path / "u16.md") == "# Überschrift\n"
+    # A page's <meta charset> names its encoding; iso-8859-1 is read as windows-1252, as browsers do.
+    body = "<p>Prix : 5 € – très “bon”</p>"
+    for meta in ('<meta charset="iso-8859-1">',
+                 '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'):
+        (tmp_path / "fr.html").write_bytes(f"<html><head>{meta}</head><body>{body}</body></html>".encode("cp1252"))
+        assert read_document(tmp_path / "fr.html") == "Prix : 5 € – très “bon”"
+    (tmp_path / "gb.html").write_bytes('<meta charset="gbk"><p>长城很长</p>'.encode("gbk"))
+    assert read_document(tmp_path / "gb.html") == "长城很长"
+    (tmp_path / "gb.html").write_bytes('<p>长城很长</p>'.encode("gbk"))  # no declaration: UTF-8, which it is not
+    with pytest.raises(LlmlabError, match="gb.html: not valid UTF-8"):
+        read_document(tmp_path / "gb.html")
+
 def test_pdf_text(tmp_path):
     (tmp_path / "doc.pdf").write_bytes(minimal_pdf(["The harbour opened in 1901.", "It has two piers."]))
     text = read_document(tmp_path / "doc.pdf")

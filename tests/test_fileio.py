@@ -1,0 +1,50 @@
+"""Reading users' text files: byte-order marks, named encodings, and the errors for the rest."""
+
+import codecs
+
+import pytest
+
+from llmlab.errors import EncodingError, LlmlabError
+from llmlab.fileio import decode_text, read_text
+
+TEXT = "text,label\ncafé “au lait”,pos\n"
+
+
+@pytest.mark.parametrize("data", [
+    codecs.BOM_UTF8 + TEXT.encode("utf-8"),  # Excel's "CSV UTF-8"
+    TEXT.encode("utf-16"),  # Notepad's "Unicode": a BOM, then little-endian
+    codecs.BOM_UTF16_BE + TEXT.encode("utf-16-be"),
+    TEXT.encode("utf-32"),
+], ids=["utf-8 bom", "utf-16", "utf-16-be bom", "utf-32"])
+def test_a_byte_order_mark_names_the_encoding_and_is_dropped(tmp_path, data):
+    (tmp_path / "f.csv").write_bytes(data)
+    assert read_text(tmp_path / "f.csv") == TEXT
+
+
+def test_named_encodings():
+    data = TEXT.encode("cp1252")
+    with pytest.raises(EncodingError, match=r"x: not valid UTF-8 \(byte 0xe9 at offset 14\)") as e:
+        decode_text(data, "x")
+    assert e.value.suggestion is None
+    assert decode_text(data, "x", "cp1252") == TEXT
+    assert decode_text("日本語のテキスト".encode("shift_jis"), "x", "shift_jis") == "日本語のテキスト"
+    assert decode_text(codecs.BOM_UTF8 + b"abc", "x", "utf-8") == "abc"
+    with pytest.raises(EncodingError, match="x: not valid shift_jis"):
+        decode_text(b"\xff\xfe\xfd", "x", "shift_jis")
+    with pytest.raises(LlmlabError, match="unknown text encoding 'klingon'"):
+        decode_text(data, "x", "klingon")
+    with pytest.raises(LlmlabError, match="binary file"):
+        decode_text(b"\x7fELF\x02\x01\x00\x00" * 4, "x", "latin-1")
+
+
+def test_utf16_without_a_mark_is_recognised_in_the_error():
+    with pytest.raises(EncodingError, match="looks like UTF-16 text without a byte-order mark") as e:
+        decode_text(TEXT.encode("utf-16-le"), "x")
+    assert e.value.suggestion == "utf-16-le"
+    with pytest.raises(EncodingError) as e:
+        decode_text(TEXT.encode("utf-16-be"), "x")
+    assert e.value.suggestion == "utf-16-be"
+    assert decode_text(TEXT.encode("utf-16-le"), "x", "utf-16-le") == TEXT
+    with pytest.raises(LlmlabError, match="looks like a binary file") as e:
+        decode_text(b"\x7fELF\x02\x01\x00\x00" * 64, "x")
+    assert not isinstance(e.value, EncodingError)
