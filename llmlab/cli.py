@@ -353,7 +353,7 @@ def cmd_classify(args) -> int:
         raise LlmlabError("--method ensemble needs --model DIR (a classifier from `llmlab finetune classify`) "
                           "and --train TRAIN.csv")
     columns = [args.text_column] + ([args.label_column] if args.label_column else [])
-    header, rows = read_csv(args.file, columns, args.encoding)
+    header, rows = read_csv(args.file, columns, args.encoding, args.delimiter)
     texts = [r[args.text_column] for r in rows]
     truth = [r[args.label_column] for r in rows] if args.label_column else None
     labels = _parse_labels(args.labels)
@@ -363,7 +363,7 @@ def cmd_classify(args) -> int:
     if args.train:
         if not args.label_column:
             raise LlmlabError("--train needs --label-column (the same column name in both files)")
-        _, train_rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding)
+        _, train_rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding, args.delimiter)
         train_texts = [r[args.text_column] for r in train_rows]
         train_labels = [r[args.label_column] for r in train_rows]
     elif args.method in ("hybrid", "embeddings", "bow", "ensemble"):
@@ -376,7 +376,7 @@ def cmd_classify(args) -> int:
         extra = added_columns(header, ["predicted_label", "confidence"])
         out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}"))))
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
-        write_csv(args.out, header + extra, out_rows)
+        write_csv(args.out, header + extra, out_rows, args.delimiter)
         if result.metrics:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
@@ -441,7 +441,7 @@ def cmd_finetune_classify(args) -> int:
     from llmlab.apps.tables import read_csv
     from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, save_classifier
 
-    _, rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding)
+    _, rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding, args.delimiter)
     texts = [r[args.text_column] for r in rows]
     labels = [r[args.label_column] for r in rows]
     names = sorted(set(labels))
@@ -481,7 +481,7 @@ def cmd_topics(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and not out.is_dir():
         raise LlmlabError(f"--out {out}: exists and is not a folder")
-    header, rows = read_csv(args.file, [args.text_column], args.encoding)
+    header, rows = read_csv(args.file, [args.text_column], args.encoding, args.delimiter)
     texts = [r[args.text_column] for r in rows]
     result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
                     seed=args.seed, progress=not args.quiet)
@@ -491,8 +491,8 @@ def cmd_topics(args) -> int:
         names = result.names
         extra = added_columns(header, ["topic", "topic_name"])
         assigned = [dict(r, **dict(zip(extra, (t, nm)))) for r, t, nm in zip(rows, result.assignments, names)]
-        write_csv(out / "assignments.csv", header + extra, assigned)
-        write_csv(out / "topics.csv", *topic_rows(result))
+        write_csv(out / "assignments.csv", header + extra, assigned, args.delimiter)
+        write_csv(out / "topics.csv", *topic_rows(result), args.delimiter)
         atomic_write_bytes(out / "topics_map.png", png)
         atomic_write_text(out / "report.md", report)
     n = len(texts)
@@ -874,6 +874,21 @@ def _encoding(name: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _delimiter(value: str) -> str:
+    from llmlab.apps.tables import delimiter_for
+
+    try:
+        return delimiter_for("", value)
+    except LlmlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def delimiter_option(sp, what: str) -> None:
+    sp.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
+                    help=f"the field separator of {what}, e.g. ';' (Excel in many European languages) or tab "
+                         "(default: a tab for .tsv files, else a comma)")
+
+
 def encoding_option(sp, what: str) -> None:
     sp.add_argument("--encoding", type=_encoding, metavar="NAME",
                     help=f"the text encoding of {what} when it is not UTF-8, e.g. cp1252 (Windows, Excel's plain "
@@ -1014,6 +1029,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "confidence (with a suffix _2 where the file has those) and PRED.confusion.png when true labels "
                     "are known")
     encoding_option(cl, "FILE and TRAIN")
+    delimiter_option(cl, "FILE, TRAIN and PRED")
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)
@@ -1032,6 +1048,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "topic_name, or topic_2 and topic_name_2 where the file has those), DIR/topics.csv, "
                     "DIR/topics_map.png and DIR/report.md")
     encoding_option(tp, "FILE")
+    delimiter_option(tp, "FILE and the CSV files written to DIR")
     tp.add_argument("--quiet", action="store_true", help="no progress bars")
     tp.add_argument("--format", choices=["text", "json"], default="text")
     tp.set_defaults(func=cmd_topics)
@@ -1194,6 +1211,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--max-len", type=int, default=128, metavar="N", help="tokens per text; longer texts are cut")
     fc.add_argument("--seed", type=int, default=0)
     encoding_option(fc, "TRAIN")
+    delimiter_option(fc, "TRAIN")
     fc.add_argument("--quiet", action="store_true", help="no progress bar")
     fc.add_argument("--format", choices=["text", "json"], default="text")
     fc.set_defaults(func=cmd_finetune_classify)

@@ -8,16 +8,31 @@ from pathlib import Path
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_text, read_text
 
+_SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
-def read_csv(path: str | Path, columns: list[str],
-             encoding: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+
+def delimiter_for(path: str | Path, delimiter: str | None = None) -> str:
+    """The field separator: ``delimiter`` ("tab" or "\\t" for a tab), else a tab for .tsv / .tab
+    files and a comma for the rest."""
+    if delimiter is None:
+        return "\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ","
+    d = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";"}.get(delimiter.lower(), delimiter)
+    if len(d) != 1 or d in "\"\r\n" or d.isalnum():
+        raise LlmlabError(f"the delimiter must be one character such as ';' or 'tab', not {delimiter!r}")
+    return d
+
+
+def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
+             delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
     """(header, rows) of a CSV file that must have ``columns``; one-line errors otherwise.
 
     ``encoding``: UTF-8 by default, or what a byte-order mark says (Excel's "CSV UTF-8" starts
-    with one); name another (e.g. "cp1252" for Excel's plain "CSV" on Windows) when it is not."""
+    with one); name another (e.g. "cp1252" for Excel's plain "CSV" on Windows) when it is not.
+    ``delimiter``: see `delimiter_for` (Excel in many European languages writes ';')."""
     p = Path(path)
+    sep = delimiter_for(p, delimiter)
     text = read_text(p, encoding=encoding)
-    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)  # strict: an unclosed quote is an error
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep, strict=True)  # strict: unclosed quotes
     try:
         header = reader.fieldnames or []
     except csv.Error as e:
@@ -27,8 +42,11 @@ def read_csv(path: str | Path, columns: list[str],
     missing = [c for c in columns if c not in header]
     if missing:
         hint = ""
-        if len(header) == 1 and any(d in header[0] for d in ";\t|"):
-            hint = " (the file does not look comma-separated: save it as CSV with commas)"
+        if len(header) == 1:  # one field: perhaps another separator
+            other = max((d for d in _SEPARATORS if d != sep), key=header[0].count)
+            if other in header[0]:
+                shown = "tab" if other == "\t" else other
+                hint = f" (the file looks {_SEPARATORS[other]}-separated: --delimiter {shown!r})"
         raise LlmlabError(f"{p}: no column {', '.join(map(repr, missing))}; "
                           f"columns are {', '.join(map(repr, header))}{hint}")
     rows = []
@@ -39,7 +57,7 @@ def read_csv(path: str | Path, columns: list[str],
                 raise LlmlabError(f"{p}: line {line} has fewer fields than the header")
             if None in row:  # DictReader keeps the surplus under None: a text cut at an unquoted comma
                 raise LlmlabError(f"{p}: line {line} has more fields than the header ({len(header) + len(row[None])} "
-                                  f"for {len(header)}): quote texts that contain commas")
+                                  f"for {len(header)}): quote texts that contain {_SEPARATORS.get(sep, repr(sep))}s")
             rows.append(row)
     except csv.Error as e:
         raise LlmlabError(f"{p}: malformed CSV ({e})") from None
@@ -61,10 +79,11 @@ def added_columns(header: list[str], names: list[str]) -> list[str]:
     return out
 
 
-def write_csv(path: str | Path, header: list[str], rows: list[dict]) -> Path:
-    """Write rows atomically (temporary file, then rename)."""
+def write_csv(path: str | Path, header: list[str], rows: list[dict], delimiter: str | None = None) -> Path:
+    """Write rows atomically (temporary file, then rename); tab-separated for a .tsv name."""
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator=os.linesep)
+    writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator=os.linesep,
+                            delimiter=delimiter_for(path, delimiter))
     writer.writeheader()
     writer.writerows(rows)
     return atomic_write_text(path, out.getvalue())

@@ -159,10 +159,32 @@ def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
         main(["classify", str(tmp_path / "excel.csv"), "--encoding", "klingon", *args])
     assert e.value.code == 2 and "unknown text encoding 'klingon'" in capsys.readouterr().err
 
+
+def test_cli_other_delimiters(tmp_path, capsys):
+    """Tab-separated files by their .tsv name; semicolons (Excel's CSV in many European languages) when asked."""
+    rows = [(t.replace(",", ";"), y) for t, y in zip(TEXTS, LABELS)]
+    (tmp_path / "reviews.tsv").write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows), encoding="utf-8")
+    (tmp_path / "reviews.csv").write_text("text;label\n" + "".join(f'"{t}";{y}\n' for t, y in rows), encoding="utf-8")
+    args = ["--text-column", "text", "--label-column", "label", "--method", "bow", "--quiet"]
+    out = tmp_path / "pred.tsv"
+    tsv = str(tmp_path / "reviews.tsv")
+    assert main(["classify", tsv, "--train", tsv, "--out", str(out), *args]) == 0
+    written = list(csv.reader(open(out, encoding="utf-8", newline=""), delimiter="\t"))
+    assert written[0] == ["text", "label", "predicted_label", "confidence"]
+    assert [r[0] for r in written[1:]] == [t for t, _ in rows]
+    semi = str(tmp_path / "reviews.csv")
+    assert main(["classify", semi, "--train", tsv, *args]) == 2
+    assert "looks semicolon-separated: --delimiter ';'" in capsys.readouterr().err
+    out = tmp_path / "pred.csv"
+    assert main(["classify", semi, "--train", tsv, "--delimiter", "tab", *args]) == 2  # --delimiter: every file
+    assert main(["classify", semi, "--train", semi, "--delimiter", ";", "--out", str(out), *args]) == 0
+    written = list(csv.reader(open(out, encoding="utf-8", newline=""), delimiter=";"))
+    assert [r[0] for r in written[1:]] == [t for t, _ in rows] and len(written[1]) == 4
+
 @pytest.mark.parametrize("content, args, message", [
     ("text,label\n", [], "no data rows"),
     ("", [], "file is empty"),
-    ("text;label\ngood;pos\n", [], "does not look comma-separated"),
+    ("text;label\ngood;pos\n", [], "looks semicolon-separated: --delimiter ';'"),
     ("review,label\ngood,pos\n", [], "no column 'text'"),
     ("text,label\ngood,pos\n", [], "needs --train"),
     ('text,label\n"good, really,pos\nbad,neg\n', [], "malformed CSV (unexpected end of data)"),
