@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmlab import __version__
 from llmlab.errors import EncodingError, LlmlabError
-from llmlab.fileio import check_encoding, decode_text, decode_utf8
+from llmlab.fileio import check_encoding, decode_text, decode_utf8, output_folder, output_path
 
 # --- formatting helpers ---------------------------------------------------------------
 _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;223m", "\x1b[48;5;194m", "\x1b[48;5;225m", "\x1b[48;5;230m"]
@@ -479,8 +479,6 @@ def cmd_topics(args) -> int:
     from llmlab.fileio import atomic_write_bytes, atomic_write_text
 
     out = Path(args.out) if args.out else None
-    if out is not None and out.exists() and not out.is_dir():
-        raise LlmlabError(f"--out {out}: exists and is not a folder")
     header, rows = read_csv(args.file, [args.text_column], args.encoding, args.delimiter)
     texts = [r[args.text_column] for r in rows]
     result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
@@ -655,8 +653,6 @@ def cmd_word2vec_train(args) -> int:
     cfg = Word2VecConfig(sg=not args.cbow, dim=args.dim, window=args.window, negative=args.negative,
                          sample=args.sample, min_count=args.min_count, epochs=args.epochs, threads=args.threads,
                          seed=args.seed)
-    if args.out.exists() and not args.out.is_dir():
-        raise LlmlabError(f"--out {args.out}: exists and is not a folder")
     files = corpus_files(args.files)
     model = train_word2vec(files, cfg, progress=not args.quiet)
     model.save(args.out, files)
@@ -798,7 +794,7 @@ def _add_train_parsers(sub) -> None:
     pr.add_argument("files", nargs="+", metavar="FILE")
     pr.add_argument("--tokenizer", "-t", required=True, metavar="NAME|PATH",
                     help="char (a vocabulary of the corpus's characters), smollm2, a tokenizer file or folder")
-    pr.add_argument("--out", "-o", required=True, metavar="DIR")
+    pr.add_argument("--out", "-o", required=True, metavar="DIR", type=_out_folder)
     pr.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="default 0.1")
     pr.add_argument("--format", choices=["text", "json"], default="text")
     pr.set_defaults(func=cmd_data_prepare)
@@ -813,7 +809,7 @@ def _add_train_parsers(sub) -> None:
                                     "for it, and frames windows [CLS] ... [SEP] when the tokenizer has those "
                                     "(WordPiece).")
     tr.add_argument("--data", required=True, metavar="DIR")
-    tr.add_argument("--out", required=True, metavar="DIR")
+    tr.add_argument("--out", required=True, metavar="DIR", type=_out_folder)
     tr.add_argument("--preset", metavar="NAME", help="named settings (llmlab.train.presets): shakespeare-char, "
                     "tiny, llama-small (decoders), bert-tiny (encoder)")
     for name, (kind, text) in TRAIN_FLAGS.items():
@@ -859,7 +855,7 @@ def _experiment_parser(sub) -> None:
                                     "llmlab; the full versions read ../shared/data.")
     ex.add_argument("name", nargs="?", metavar="NAME", help="the experiment (see --list)")
     ex.add_argument("--list", action="store_true", help="the experiments and the claim each tests")
-    ex.add_argument("--out", type=Path, metavar="DIR", help="where to write (default out/experiments/NAME)")
+    ex.add_argument("--out", type=_out_folder_path, metavar="DIR", help="where to write (default out/experiments/NAME)")
     ex.add_argument("--quick", action="store_true", help="the small version (seconds, no data sets needed)")
     ex.add_argument("--seed", type=int, default=0, metavar="N")
     ex.add_argument("--format", choices=["text", "json"], default="text")
@@ -872,6 +868,27 @@ def _encoding(name: str) -> str:
         return check_encoding(name)
     except LlmlabError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _out_file(value: str) -> str:
+    """An --out file, refused before any work when it cannot be written (a folder, under a file)."""
+    try:
+        output_path(value)
+    except LlmlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _out_folder(value: str) -> str:
+    try:
+        output_folder(value)
+    except LlmlabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _out_folder_path(value: str) -> Path:
+    return Path(_out_folder(value))
 
 
 def _delimiter(value: str) -> str:
@@ -924,7 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Train byte-level BPE (GPT-2 pre-tokenization) and save DIR/tokenizer.json.")
     tr.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
     tr.add_argument("--vocab-size", type=int, required=True, help="target vocabulary size, special tokens included")
-    tr.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write tokenizer.json into")
+    tr.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR",
+                    help="folder to write tokenizer.json into")
     tr.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default 2)")
     tr.add_argument("--special-token", action="append", metavar="TOKEN",
                     help="reserve a special token (repeatable; default <|endoftext|>)")
@@ -1025,9 +1043,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "(e.g. the same task trained with --seed 0, 1, 2)")
     cl.add_argument("--question", metavar="TEXT", help="what the generative method asks the model, e.g. "
                     "'Is the sentiment of this movie review positive or negative?'")
-    cl.add_argument("--out", metavar="PRED.csv", help="write the input's columns plus predicted_label and "
-                    "confidence (with a suffix _2 where the file has those) and PRED.confusion.png when true labels "
-                    "are known")
+    cl.add_argument("--out", metavar="PRED.csv", type=_out_file, help="write the input's columns plus "
+                    "predicted_label and confidence (with a suffix _2 where the file has those) and "
+                    "PRED.confusion.png when true labels are known")
     encoding_option(cl, "FILE and TRAIN")
     delimiter_option(cl, "FILE, TRAIN and PRED")
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1044,9 +1062,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="fewest texts in a topic (default: 0.5%% of the texts, at least 10)")
     tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
     tp.add_argument("--seed", type=int, default=0, help="seed for UMAP (same seed, same topics; default 0)")
-    tp.add_argument("--out", metavar="DIR", help="write DIR/assignments.csv (the input's columns plus topic and "
-                    "topic_name, or topic_2 and topic_name_2 where the file has those), DIR/topics.csv, "
-                    "DIR/topics_map.png and DIR/report.md")
+    tp.add_argument("--out", metavar="DIR", type=_out_folder, help="write DIR/assignments.csv (the input's "
+                    "columns plus topic and topic_name, or topic_2 and topic_name_2 where the file has those), "
+                    "DIR/topics.csv, DIR/topics_map.png and DIR/report.md")
     encoding_option(tp, "FILE")
     delimiter_option(tp, "FILE and the CSV files written to DIR")
     tp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -1117,7 +1135,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "and DIR/word2vec.json (settings, vocabulary counts, figures).")
     wt.add_argument("files", nargs="+", metavar="FILE", help="text files (.txt; paragraphs are sentences), zips of "
                     "tagged texts (one sentence per line), or folders holding them")
-    wt.add_argument("--out", type=Path, required=True, metavar="DIR")
+    wt.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     arch = wt.add_mutually_exclusive_group()
     arch.add_argument("--sg", action="store_true", help="skip-gram (the default)")
     arch.add_argument("--cbow", action="store_true", help="continuous bag of words")
@@ -1154,7 +1172,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "../shared/data/word_eval beside the repository, when present)")
     we.add_argument("--restrict-vocab", type=int, default=30_000, metavar="N",
                     help="analogy answers among the N most frequent words (default 30000)")
-    we.add_argument("--report", type=Path, metavar="DIR")
+    we.add_argument("--report", type=_out_folder_path, metavar="DIR")
     we.add_argument("--format", choices=["text", "json"], default="text")
     we.set_defaults(func=cmd_word2vec_eval)
     _add_train_parsers(sub)
@@ -1168,7 +1186,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "a model folder.")
     fs.add_argument("data", metavar="DATA", help=".json (a list) or .jsonl file")
     fs.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help="base model (default smollm2)")
-    fs.add_argument("--out", type=Path, required=True, metavar="DIR")
+    fs.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     fs.add_argument("--lora", action="store_true", help="train low-rank adapters instead of every weight")
     fs.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
     fs.add_argument("--alpha", type=float, default=16.0, help="LoRA scale numerator: updates are alpha/r B A "
@@ -1198,7 +1216,7 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--text-column", required=True, metavar="COL")
     fc.add_argument("--label-column", required=True, metavar="COL")
     fc.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help="minilm (default), smollm2 or a path")
-    fc.add_argument("--out", type=Path, required=True, metavar="DIR")
+    fc.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     fc.add_argument("--freeze", action="store_true", help="train the head only, on a frozen body")
     fc.add_argument("--epochs", type=float, default=3.0)
     fc.add_argument("--lr", type=float, help="learning rate of the body (default 5e-5; head 10x), "

@@ -98,21 +98,54 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+def output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write, checked before any work is done: not a folder, and not under
+    an existing file. Nothing is created."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    if p.is_dir():
+        raise LlmlabError(f"{p}: is a folder; give a file name")
+    _not_under_a_file(p)
+    return p
+
+
+def _not_under_a_file(p: Path) -> None:
+    for parent in p.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LlmlabError(f"{p}: cannot write there, {parent} is a file")
+            return
+
+
+def output_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a folder to write into, checked before any work is done: a folder or nothing
+    yet, and not under an existing file. Nothing is created."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise LlmlabError(f"{p}: exists and is not a folder")
+    _not_under_a_file(p)
+    return p
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename (missing
+    folders are made). A failure (a folder in the way, no permission, a full disk) is one
+    ``LlmlabError`` line, and the file is left as it was."""
+    p = output_path(path)
+    tmp = None
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
         raise
     return p
 

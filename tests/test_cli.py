@@ -125,6 +125,19 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, args, message):
     assert err.count("\n") == 1 and err.startswith("llmlab: error: ") and message in err
 
 
+
+@pytest.mark.parametrize("args, message", [
+    (["classify", "{d}/latin1", "--text-column", "t", "--out", "{d}"], "is a folder; give a file name"),
+    (["data", "prepare", "{d}/latin1", "--tokenizer", "char", "--out", "{d}/empty"], "exists and is not a folder"),
+    (["finetune", "classify", "{d}/latin1", "--text-column", "t", "--label-column", "l", "--out", "{d}/empty/m"],
+     "cannot write there"),
+    (["tokenizer", "train", "--vocab-size", "300", "--out", "{d}/binary", "{d}/latin1"], "exists and is not a folder"),
+], ids=["classify into a folder", "prepare into a file", "finetune under a file", "tokenizer into a file"])
+def test_unwritable_outputs_are_refused_before_any_work(capsys, bad_files, args, message):
+    with pytest.raises(SystemExit) as e:
+        main([a.format(d=bad_files) for a in args])
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
 def test_console_script_end_to_end(tmp_path):
     exe = shutil.which("llmlab", path=str(Path(sys.executable).parent))
     assert exe, "the llmlab console script is installed next to the interpreter"

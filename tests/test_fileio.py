@@ -1,6 +1,7 @@
 """Reading users' text files: byte-order marks, named encodings, and the errors for the rest."""
 
 import codecs
+import os
 
 import pytest
 
@@ -48,3 +49,26 @@ def test_utf16_without_a_mark_is_recognised_in_the_error():
     with pytest.raises(LlmlabError, match="looks like a binary file") as e:
         decode_text(b"\x7fELF\x02\x01\x00\x00" * 64, "x")
     assert not isinstance(e.value, EncodingError)
+
+
+def test_outputs_that_cannot_be_written_are_one_line_errors(tmp_path):
+    from llmlab.fileio import atomic_write_text, output_folder, output_path
+
+    (tmp_path / "a.txt").write_text("old", encoding="utf-8")
+    with pytest.raises(LlmlabError, match="is a folder; give a file name"):
+        atomic_write_text(tmp_path, "x")
+    with pytest.raises(LlmlabError, match=r"a.txt/b/c.csv: cannot write there, .*a.txt is a file"):
+        output_path(tmp_path / "a.txt" / "b" / "c.csv")
+    with pytest.raises(LlmlabError, match="a.txt: exists and is not a folder"):
+        output_folder(tmp_path / "a.txt")
+    assert output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert not (tmp_path / "new").exists()  # checked, nothing made
+    assert atomic_write_text(tmp_path / "new" / "f.txt", "made").read_text(encoding="utf-8") == "made"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc (a folder no file can be made in)")
+def test_an_os_refusal_is_a_one_line_error():
+    from llmlab.fileio import atomic_write_text
+
+    with pytest.raises(LlmlabError, match="/proc/self/llmlab.txt: cannot write"):
+        atomic_write_text("/proc/self/llmlab.txt", "x")
