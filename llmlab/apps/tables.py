@@ -32,6 +32,7 @@ def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
     p = Path(path)
     sep = delimiter_for(p, delimiter)
     text = read_text(p, encoding=encoding)
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # a whole document in a cell (default: 128 kB)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=sep, strict=True)  # strict: unclosed quotes
     try:
         header = reader.fieldnames or []
