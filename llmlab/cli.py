@@ -493,14 +493,16 @@ def cmd_topics(args) -> int:
         write_csv(out / "topics.csv", *topic_rows(result), args.delimiter)
         atomic_write_bytes(out / "topics_map.png", png)
         atomic_write_text(out / "report.md", report)
-    n = len(texts)
+    n = result.with_content
     if args.format == "json":
-        doc = {"texts": n, "outliers": result.outliers, "outlier_share": result.outliers / n,
+        doc = {"texts": len(texts), "empty_texts": len(result.empty_rows), "outliers": result.outliers,
+               "outlier_share": result.outliers / n,
                "topics": [t.__dict__ for t in result.topics],
                "details": result.details, "out": str(out) if out else None}
         print(json.dumps(doc, ensure_ascii=False))
         return 0
-    print(f"{len(result.topics)} topics in {n} texts; {result.outliers} outliers ({result.outliers / n:.1%})")
+    empty = f" ({len(result.empty_rows)} empty texts left out)" if result.empty_rows else ""
+    print(f"{len(result.topics)} topics in {n} texts{empty}; {result.outliers} outliers ({result.outliers / n:.1%})")
     for t in result.topics:
         print(f"\n{t.id:3d}. {t.name}  ({t.size} texts, {t.share:.1%})\n     keywords: {', '.join(t.keywords)}")
         for r in t.representatives:

@@ -31,6 +31,9 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    dropped; such topics, and all without this step, are named by their first three keywords.
 
 Topics are numbered by size, largest first. ``map_png`` draws a 2-D UMAP map coloured by topic.
+Empty texts (blank cells of a ticket export) are left out of every step: all alike, they would
+otherwise make the largest "topic". They get topic -1, named "empty", and are counted apart from
+the outliers; shares are of the texts with content.
 The defaults are generic rules rather than values fitted to one label set: UMAP's own
 neighbourhood, a minimum topic size relative to the number of texts, and two cosine-similarity
 thresholds on MiniLM vectors (0.9: the same issue; 0.6: clearly about it; 0.3: clearly not). They were
@@ -61,7 +64,7 @@ class Topic:
     id: int  # 0 = the largest
     name: str
     size: int
-    share: float  # of all texts, outliers included
+    share: float  # of the texts with content, outliers included
     keywords: list[str]
     representatives: list[str]  # the texts closest to the topic's centroid, closest first
     representative_rows: list[int]  # their positions in the input
@@ -70,16 +73,25 @@ class Topic:
 @dataclass
 class Topics:
     topics: list[Topic]  # largest first
-    assignments: list[int]  # topic id per text, -1 for an outlier
-    outliers: int
-    embeddings: np.ndarray  # (N, dim) normalised sentence vectors, for maps and further work
+    assignments: list[int]  # topic id per text, -1 for an outlier or an empty text
+    outliers: int  # texts with content in no topic
+    embeddings: np.ndarray  # (N, dim) normalised sentence vectors (zeros for empty texts), for maps and further work
     details: dict = field(default_factory=dict)  # the parameters used and the steps' counts
+    empty_rows: list[int] = field(default_factory=list)  # positions of the empty (blank) texts, left out
 
     @property
     def names(self) -> list[str]:
-        """The topic name of each text ("outlier" for -1)."""
+        """The topic name of each text ("outlier" or "empty" for -1)."""
         by_id = {t.id: t.name for t in self.topics}
-        return [by_id.get(a, "outlier") for a in self.assignments]
+        names = [by_id.get(a, "outlier") for a in self.assignments]
+        for i in self.empty_rows:
+            names[i] = "empty"
+        return names
+
+    @property
+    def with_content(self) -> int:
+        """How many texts were not empty (the base of every share)."""
+        return len(self.assignments) - len(self.empty_rows)
 
 
 def topics(
@@ -101,6 +113,18 @@ def topics(
     n = len(texts)
     if n == 0:
         raise LlmlabError("no texts to find topics in")
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if len(keep) < n:  # blank texts are left out; the rest is found as usual, then put back in place
+        if not keep:
+            raise LlmlabError(f"all {n} texts are empty")
+        if embeddings is not None:
+            embeddings = np.asarray(embeddings)[keep]
+        try:
+            found = topics([texts[i] for i in keep], min_topic_size, label_with_llm, seed, encoder, decoder,
+                           embeddings, progress)
+        except LlmlabError as e:
+            raise LlmlabError(f"{e} ({n - len(keep)} of {n} texts are empty)") from None
+        return _put_back(found, keep, n)
     size = max(10, n // 200) if min_topic_size is None else int(min_topic_size)
     if size < 2:
         raise LlmlabError(f"the minimum topic size must be at least 2, not {size}")
@@ -126,6 +150,20 @@ def topics(
         for topic, name in zip(result.topics, llm_names(result.topics, decoder, progress)):
             topic.name = name
     return result
+
+
+def _put_back(found: Topics, keep: list[int], n: int) -> Topics:
+    """``found`` for the texts at positions ``keep`` of ``n``, as the result for all ``n``."""
+    assignments = [-1] * n
+    for i, a in zip(keep, found.assignments):
+        assignments[i] = a
+    x = np.zeros((n, found.embeddings.shape[1]), dtype=found.embeddings.dtype)
+    x[keep] = found.embeddings
+    for t in found.topics:
+        t.representative_rows = [keep[j] for j in t.representative_rows]
+    kept = set(keep)
+    empty = [i for i in range(n) if i not in kept]
+    return Topics(found.topics, assignments, found.outliers, x, found.details | {"empty_texts": len(empty)}, empty)
 
 
 # --- the steps -------------------------------------------------------------------------------
@@ -343,8 +381,10 @@ def map_png(result: Topics, seed: int = 0, max_labels: int = 30) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xy = reduce(result.embeddings, seed, n_components=2, min_dist=0.1)  # (N, 2)
-    labels = np.asarray(result.assignments)
+    content = np.ones(len(result.assignments), dtype=bool)
+    content[result.empty_rows] = False
+    xy = reduce(result.embeddings[content], seed, n_components=2, min_dist=0.1)  # (N, 2)
+    labels = np.asarray(result.assignments)[content]
     fig, ax = plt.subplots(figsize=(9, 7))
     out = labels == -1
     ax.scatter(xy[out, 0], xy[out, 1], s=4, c="lightgrey", label=f"outliers ({out.sum()})")
@@ -355,7 +395,8 @@ def map_png(result: Topics, seed: int = 0, max_labels: int = 30) -> bytes:
         ax.annotate(str(t.id), (cx, cy), fontsize=8, weight="bold", ha="center", va="center")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(f"{len(result.topics)} topics, {result.outliers} outliers ({len(labels)} texts)")
+    ax.set_title(f"{len(result.topics)} topics, {result.outliers} outliers ({len(labels)} texts"
+                 + (f", {len(result.empty_rows)} empty ones left out)" if result.empty_rows else ")"))
     if out.any():
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -372,17 +413,21 @@ def topic_rows(result: Topics) -> tuple[list[str], list[dict]]:
     rows = [{"topic": t.id, "name": t.name, "size": t.size, "share": f"{t.share:.4f}", "keywords": " ".join(t.keywords),
              **{f"representative_{i + 1}": r for i, r in enumerate(t.representatives)}}
             for t in result.topics]
-    n = len(result.assignments)
+    n = result.with_content
     rows.append({"topic": -1, "name": "outlier", "size": result.outliers, "share": f"{result.outliers / n:.4f}"})
+    if result.empty_rows:
+        rows.append({"topic": -1, "name": "empty", "size": len(result.empty_rows), "share": ""})
     return header, rows
 
 
 def report_markdown(result: Topics, source: str, png_name: str) -> str:
     """report.md: the summary, a table of the topics, representatives, the map."""
-    n = len(result.assignments)
+    n = result.with_content
     d = result.details
+    empty = f" ({len(result.empty_rows)} empty texts left out)" if result.empty_rows else ""
     lines = [f"# Topics in {source}", "",
-             f"{n} texts, {len(result.topics)} topics, {result.outliers} outliers ({result.outliers / n:.1%}).", "",
+             f"{n} texts{empty}, {len(result.topics)} topics, {result.outliers} outliers ({result.outliers / n:.1%}).",
+             "",
              f"Minimum topic size {d['min_topic_size']}; {d['clusters_found']} clusters found, {d['merged']} "
              f"merged as near-duplicates, {d['strays']} members far from their topic made outliers, "
              f"{d['outliers_reassigned']} outliers reassigned to their nearest topic; "

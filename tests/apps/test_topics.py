@@ -98,6 +98,30 @@ def test_deterministic_with_a_seed(data, result):
     assert [t.keywords for t in again.topics] == [t.keywords for t in result.topics]
 
 
+
+def test_empty_texts_are_left_out(data, result):
+    """Blank cells, all alike, would be the largest "topic"; they are left out and put back as "empty"."""
+    texts, _, x = data
+    blank = ["", "   ", "\n"] * 8  # 24 blank texts among 98, spread through the file
+    mixed, positions = list(texts), []
+    for k, b in enumerate(blank):
+        positions.append(4 * k + 1)
+        mixed.insert(4 * k + 1, b)
+    vectors = np.insert(x, [p - k for k, p in enumerate(positions)], 0.0, axis=0)
+    assert [mixed[i] for i in range(len(mixed)) if i not in positions] == texts
+    found = topics(mixed, embeddings=vectors, seed=0)
+    assert found.empty_rows == positions and found.with_content == len(texts)
+    assert [found.assignments[i] for i in positions] == [-1] * len(blank)
+    assert [a for i, a in enumerate(found.assignments) if i not in positions] == result.assignments
+    assert [t.keywords for t in found.topics] == [t.keywords for t in result.topics]
+    assert all(mixed[r].strip() for t in found.topics for r in t.representative_rows)
+    assert [t.share for t in found.topics] == [t.share for t in result.topics]
+    names = found.names
+    assert {names[i] for i in positions} == {"empty"} and names.count("outlier") == found.outliers
+    assert found.details["empty_texts"] == len(blank)
+    with pytest.raises(Exception, match="all 3 texts are empty"):
+        topics(["", " ", ""])
+
 def test_class_tfidf_matches_bertopic_and_the_formula():
     from bertopic.vectorizers import ClassTfidfTransformer
 
