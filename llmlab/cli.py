@@ -374,7 +374,7 @@ def cmd_classify(args) -> int:
     png = None
     if args.out:
         extra = added_columns(header, ["predicted_label", "confidence"])
-        out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}"))))
+        out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}" if p else ""))))  # an empty text: no label
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
         write_csv(args.out, header + extra, out_rows, args.delimiter)
         if result.metrics:
@@ -382,7 +382,8 @@ def cmd_classify(args) -> int:
             confusion_png(result, png)
     if args.format == "json":
         doc = {"method": result.method, "labels": result.labels, "out": args.out,
-               "predictions": [{"predicted_label": p, "confidence": round(c, 4)}
+               "empty_texts": result.details.get("empty_texts", 0),
+               "predictions": [{"predicted_label": p or None, "confidence": round(c, 4) if p else None}
                                for p, c in zip(result.predicted, result.confidence)]}
         if result.metrics:
             m = result.metrics
@@ -391,10 +392,13 @@ def cmd_classify(args) -> int:
         print(json.dumps(doc, ensure_ascii=False))
         return 0
     counts = {n: result.predicted.count(n) for n in result.labels}
-    print(f"{result.method}: {len(texts)} texts -> " + ", ".join(f"{n}: {c}" for n, c in counts.items()))
+    empty = result.details.get("empty_texts", 0)
+    print(f"{result.method}: {len(texts)} texts -> " + ", ".join(f"{n}: {c}" for n, c in counts.items())
+          + (f"; {empty} empty text{'s' * (empty != 1)} left unlabelled" if empty else ""))
     if result.metrics:
         m = result.metrics
-        print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}")
+        print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}"
+              + (f"   (on the {len(texts) - empty} texts with content)" if empty else ""))
         width = max(len("label"), *(len(n) for n in m.per_class))
         print(f"{'label':<{width}}  precision  recall      f1  support")
         for n, v in m.per_class.items():
@@ -501,7 +505,8 @@ def cmd_topics(args) -> int:
                "details": result.details, "out": str(out) if out else None}
         print(json.dumps(doc, ensure_ascii=False))
         return 0
-    empty = f" ({len(result.empty_rows)} empty texts left out)" if result.empty_rows else ""
+    k = len(result.empty_rows)
+    empty = f" ({k} empty text{'s' * (k != 1)} left out)" if k else ""
     print(f"{len(result.topics)} topics in {n} texts{empty}; {result.outliers} outliers ({result.outliers / n:.1%})")
     for t in result.topics:
         print(f"\n{t.id:3d}. {t.name}  ({t.size} texts, {t.share:.1%})\n     keywords: {', '.join(t.keywords)}")

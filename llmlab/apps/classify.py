@@ -78,11 +78,25 @@ def classify(
     ``encoder`` / ``decoder`` default to the bundled MiniLM / SmolLM2 (int4). ``model`` is the
     folder of a fine-tuned classifier (methods ``finetuned`` and ``ensemble``), or a list of
     folders whose probabilities are averaged.
+
+    Empty (blank) texts get no label: predicted "" with confidence 0, left out of the metrics
+    (``details["empty_texts"]`` counts them). Blank training texts are dropped.
     """
     if method not in METHODS:
         raise LlmlabError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if not texts:
         raise LlmlabError("no texts to classify")
+    if train_texts is not None and train_labels is not None and any(not t.strip() for t in train_texts):
+        pairs = [(t, y) for t, y in zip(train_texts, train_labels) if t.strip()]
+        train_texts, train_labels = [t for t, _ in pairs], [y for _, y in pairs]
+    keep = [i for i, t in enumerate(texts) if t.strip()]
+    if len(keep) < len(texts):  # classify the texts with content, then put the blank ones back, unlabelled
+        if not keep:
+            raise LlmlabError(f"all {len(texts)} texts are empty")
+        found = classify([texts[i] for i in keep], method, labels, train_texts, train_labels,
+                         None if true_labels is None else [true_labels[i] for i in keep], encoder, decoder, question,
+                         progress, model)
+        return _put_back(found, keep, len(texts))
     if method == "finetuned":
         result = _finetuned(texts, model, progress)
     elif method == "ensemble":
@@ -109,6 +123,20 @@ def classify(
     if true_labels is not None:
         result.metrics = evaluate(true_labels, result.predicted, result.labels)
     return result
+
+
+def _put_back(found: Classification, keep: list[int], n: int) -> Classification:
+    """``found`` for the texts at positions ``keep`` of ``n``, as the result for all ``n`` (the
+    others unlabelled: "" with confidence 0)."""
+    predicted, confidence = [""] * n, [0.0] * n
+    for i, label, c in zip(keep, found.predicted, found.confidence):
+        predicted[i], confidence[i] = label, c
+    probabilities = None
+    if found.probabilities is not None:
+        probabilities = np.zeros((n, found.probabilities.shape[1]), dtype=found.probabilities.dtype)
+        probabilities[keep] = found.probabilities
+    return Classification(found.method, found.labels, predicted, confidence, found.metrics,
+                          found.details | {"empty_texts": n - len(keep)}, probabilities)
 
 
 def evaluate(true: list[str], predicted: list[str], labels: list[str]) -> Metrics:

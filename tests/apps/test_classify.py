@@ -136,6 +136,22 @@ def test_cli_keeps_the_input_columns_it_would_collide_with(tmp_path, capsys):
 
 
 
+
+def test_empty_texts_get_no_label():
+    train = ["good film", "good story and good cast", "really good", "bad film", "bad story, bad cast", "really bad"]
+    train_labels = ["p"] * 3 + ["n"] * 3
+    texts, truth = ["a good plot", "", "such a bad plot", "  \n"], ["p", "n", "n", "p"]
+    r = classify(texts, "bow", train_texts=train + ["", " "], train_labels=train_labels + ["n", "p"],
+                 true_labels=truth)
+    alone = classify([texts[0], texts[2]], "bow", train_texts=train, train_labels=train_labels,
+                     true_labels=[truth[0], truth[2]])
+    assert r.predicted == [alone.predicted[0], "", alone.predicted[1], ""] and r.predicted[0] == "p"
+    assert r.confidence[1] == r.confidence[3] == 0.0 and r.confidence[0] == alone.confidence[0]
+    assert r.metrics == alone.metrics and r.metrics.accuracy == 1.0  # blank rows are not scored
+    assert r.details["empty_texts"] == 2 and r.probabilities[1].sum() == 0
+    with pytest.raises(LlmlabError, match="all 2 texts are empty"):
+        classify(["", " "], "bow", train_texts=train, train_labels=train_labels)
+
 def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
     """Excel's "CSV UTF-8" starts with a byte-order mark; its plain "CSV" on Windows is cp1252."""
     rows = [(t.replace("film", "café film"), y) for t, y in zip(TEXTS, LABELS)]
