@@ -230,8 +230,17 @@ def cmd_chat(args) -> int:
             line = input("you> " if interactive else "")
         except EOFError:
             break
+        except UnicodeDecodeError as e:
+            line = e.object.decode("utf-8", "surrogateescape")  # reported just below
         line = line.strip()
         if not line:
+            continue
+        bad = next((c for c in line if "\udc80" <= c <= "\udcff"), None)  # bytes that were not UTF-8
+        if bad is not None:
+            message = f"<stdin>: the message is not valid UTF-8 (byte 0x{ord(bad) - 0xdc00:02x})"
+            if not interactive:
+                raise LlmlabError(message + "; convert the input to UTF-8")
+            print(f"[{message}; not sent]", file=sys.stderr)
             continue
         if line in ("/exit", "/quit"):
             break

@@ -48,6 +48,20 @@ def test_chat_reads_one_message_per_line(capsys, monkeypatch):
     assert code == 0 and "Paris" in out and len([line for line in out.splitlines() if line.strip()]) >= 2
 
 
+
+def test_chat_refuses_a_piped_message_that_is_not_utf8(capsys, monkeypatch):
+    """Python keeps stdin bytes that are not UTF-8 as surrogates; the message is refused, naming the byte."""
+    stdin = io.TextIOWrapper(io.BytesIO(b"Say hello.\ncaf\xe9?\n"), encoding="utf-8", errors="surrogateescape")
+    monkeypatch.setattr("sys.stdin", stdin)
+    code, out, err = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "4")
+    assert code == 2 and out.strip()  # the first message was answered
+    assert err.strip().splitlines()[-1] == ("llmlab: error: <stdin>: the message is not valid UTF-8 (byte 0xe9); "
+                                           "convert the input to UTF-8")
+    strict = io.TextIOWrapper(io.BytesIO(b"caf\xe9?\n"), encoding="utf-8")  # a UTF-8 locale: decoding fails
+    monkeypatch.setattr("sys.stdin", strict)
+    code, _, err = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "4")
+    assert code == 2 and "not valid UTF-8 (byte 0xe9)" in err
+
 def test_chat_json_is_one_object_per_answer(capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n\nSay hello.\n"))
     code, out, _ = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "12", "--format", "json",

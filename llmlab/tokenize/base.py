@@ -63,8 +63,12 @@ class Tokenizer(ABC):
             raise TokenizerError(f"encode expects str, got {type(text).__name__}")
         try:
             return self._encode_special(text, special)
-        except UnicodeEncodeError as e:  # a lone surrogate cannot become UTF-8 bytes
-            raise TokenizerError(f"text has an unpaired surrogate {text[e.start]!r} at position {e.start}") from None
+        except UnicodeEncodeError:  # a lone surrogate cannot become UTF-8 bytes
+            pos = next(i for i, c in enumerate(text) if "\ud800" <= c <= "\udfff")  # the error's index is a piece's
+            why = ""
+            if "\udc80" <= text[pos] <= "\udcff":  # how Python keeps a byte that was not UTF-8 (surrogateescape)
+                why = f" (the byte 0x{ord(text[pos]) - 0xdc00:02x} of input that was not UTF-8)"
+            raise TokenizerError(f"text has an unpaired surrogate {text[pos]!r} at position {pos}{why}") from None
 
     def _encode_special(self, text: str, special: bool) -> list[int]:
         if not special or self._special_re is None:

@@ -110,8 +110,10 @@ def test_loads_the_references_tokenizer_json(smollm2_oracle, tmp_path):
 
 
 def test_unsupported_and_broken_inputs(smollm2, tmp_path):
-    with pytest.raises(TokenizerError, match="surrogate"):
+    with pytest.raises(TokenizerError, match=r"surrogate '\\ud800' at position 4$"):
         smollm2.encode("bad \ud800 text")
+    with pytest.raises(TokenizerError, match=r"at position 25 \(the byte 0xe9 of input that was not UTF-8\)"):
+        smollm2.encode("<|im_start|>user\ncafé " + b"caf\xe9".decode("utf-8", "surrogateescape"))
     with pytest.raises(TokenizerError, match="not in the vocabulary"):
         smollm2.decode([49152])
     doc = json.loads(smollm2_json := json.dumps(smollm2.to_hf_json()))
