@@ -48,6 +48,9 @@ def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
             if other in header[0]:
                 shown = "tab" if other == "\t" else other
                 hint = f" (the file looks {_SEPARATORS[other]}-separated: --delimiter {shown!r})"
+        near = {c: h for c in missing for h in header if h.strip().casefold() == c.strip().casefold()}
+        if near and not hint:  # 'Text ' for 'text': spaces and case are easy to miss in a spreadsheet
+            hint = f" (did you mean {' and '.join(repr(h) for h in near.values())}?)"
         raise LlmlabError(f"{p}: no column {', '.join(map(repr, missing))}; "
                           f"columns are {', '.join(map(repr, header))}{hint}")
     rows = []
