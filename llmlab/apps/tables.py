@@ -40,6 +40,9 @@ def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
         raise LlmlabError(f"{p}: malformed CSV header ({e})") from None
     if not header:
         raise LlmlabError(f"{p}: no header row")
+    twice = [c for c in dict.fromkeys(columns) if header.count(c) > 1]
+    if twice:
+        raise LlmlabError(f"{p}: more than one column is named {', '.join(map(repr, twice))}; rename them apart")
     missing = [c for c in columns if c not in header]
     if missing:
         hint = ""

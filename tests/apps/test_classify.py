@@ -203,13 +203,14 @@ def test_cli_other_delimiters(tmp_path, capsys):
     ("text;label\ngood;pos\n", [], "looks semicolon-separated: --delimiter ';'"),
     ("review,label\ngood,pos\n", [], "no column 'text'"),
     ("Text ,label\ngood,pos\n", [], "no column 'text'; columns are 'Text ', 'label' (did you mean 'Text '?)"),
+    ("text,label,text\ngood,pos,bad\n", [], "more than one column is named 'text'"),
     ("text,label\ngood,pos\n", [], "needs --train"),
     ('text,label\n"good, really,pos\nbad,neg\n', [], "malformed CSV (unexpected end of data)"),
     ("text,label\ngood,pos\n\ngood, really,pos\n", [], "line 4 has more fields than the header (3 for 2)"),
     ('text,label\n"' + "long " * 40_000 + '",pos\n', [], "needs --train"),  # a 200 kB cell is read
     ('text,label\n"good\nfilm",pos\ngood\n', ["--label-column", "label"], "line 4 has fewer fields"),
-], ids=["header only", "empty", "semicolons", "missing column", "near miss", "no train", "unclosed quote",
-        "unquoted comma", "long cell", "short record"])
+], ids=["header only", "empty", "semicolons", "missing column", "near miss", "named twice", "no train",
+        "unclosed quote", "unquoted comma", "long cell", "short record"])
 def test_cli_bad_files(tmp_path, capsys, content, args, message):
     (tmp_path / "in.csv").write_text(content, encoding="utf-8")
     code = main(["classify", str(tmp_path / "in.csv"), "--text-column", "text", *args])
