@@ -601,7 +601,8 @@ def cmd_ask(args) -> int:
             decoder=lambda: load_decoder(args.model, precision=args.precision),  # loaded only when needed
             on_text=show if args.format == "text" else None)
     if args.format == "json":
-        print(json.dumps({"question": a.question, "answer": a.answer, "citations": a.citations,
+        print(json.dumps({"question": a.question, "answer": a.answer, "found": a.found,
+                          "relevance": round(float(a.relevance), 4), "citations": a.citations,
                           "citations_attributed": a.attributed,
                           "sources": [{k: s.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
                                       for s in a.sources]}, ensure_ascii=False))

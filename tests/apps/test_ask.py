@@ -9,6 +9,7 @@ import pytest
 from llmlab.apps.ask import (
     NOT_FOUND,
     PROMPT_TOKENS,
+    RELEVANCE,
     ask,
     attribute,
     chat_template,
@@ -101,10 +102,16 @@ def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys)
     assert main(["ask", "How often is a sourdough starter fed?", "--index", str(index.directory), "-k", "2",
                  "--max-new-tokens", "24", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"question", "answer", "citations", "citations_attributed", "sources"} and doc["answer"]
+    assert set(doc) == {"question", "answer", "found", "relevance", "citations", "citations_attributed",
+                        "sources"} and doc["answer"]
+    assert doc["found"] is True and doc["relevance"] >= RELEVANCE
     assert [s["n"] for s in doc["sources"]] == [1, 2] and set(doc["sources"][0]) == {"n", "path", "chunk", "score",
                                                                                         "text"}
     assert doc["sources"][0]["path"].endswith("bread.md") and all(n in (1, 2) for n in doc["citations"])
+
+    assert main(["ask", "What is the capital of Peru?", "--index", str(index.directory), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["answer"], doc["found"], doc["sources"]) == (NOT_FOUND, False, []) and doc["relevance"] < RELEVANCE
 
     monkeypatch.setattr("sys.stdin", io.StringIO("Which metal is the best conductor?\nWhat is the capital of Peru?\n"))
     assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "24"]) == 0
