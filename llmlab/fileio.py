@@ -61,7 +61,7 @@ def decode_text(data: bytes, source: str, encoding: str | None = None, errors: s
     if name == "utf-8":
         name = "utf-8-sig"
     if not name.startswith(("utf-16", "utf-32")) and b"\x00" in data[:8192]:
-        raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected {name} text")
+        raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected {encoding} text")
     try:
         return data.decode(name, errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as e:
