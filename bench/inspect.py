@@ -9,10 +9,16 @@ calibrate: the relevance threshold (llmlab.apps.ask.RELEVANCE). SciFact claims a
 
 summarize: DialogSum dev (the first N dialogues in file order), ROUGE-L F1 (longest common
   subsequence of lower-cased word tokens; Lin 2004, F with beta = 1) against the reference
-  summary, for: SmolLM2's summary (`inspect(summary=True)`, int4, greedy), the extractive
-  central sentences (MiniLM centroid, 3 sentences), and lead-3 (the first three sentences).
+  summary, for: SmolLM2's summary (`inspect(summary=True)`, int4, greedy) with the repetition
+  penalty `inspect` uses and without it, the extractive central sentences (MiniLM centroid,
+  3 sentences), and lead-3 (the first three sentences); and how many summaries repeat a
+  4-word phrase (a repeated lower-cased word 4-gram).
 
-    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|summarize] [-n 20]
+speeches (not in the default run: ~20 min): documents longer than the context window, every
+  8th State of the Union address of the English corpus (9 speeches, 4k-10k tokens, map-reduce
+  summaries), with and without the penalty: how many final summaries repeat a 4-word phrase.
+
+    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|summarize|speeches] [-n 100]
 """
 
 import os
@@ -125,38 +131,75 @@ def fmt(values) -> str:
 
 
 # --- summarize ---------------------------------------------------------------------------------
-def summarize(data: Path, n: int = 20) -> None:
-    from llmlab.apps.inspect import inspect, split_sentences
+def repeats_a_phrase(text: str, n: int = 4) -> bool:
+    w = words(text)
+    grams = [tuple(w[i:i + n]) for i in range(len(w) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def summarize(data: Path, n: int = 100) -> None:
+    from llmlab.apps.inspect import SUMMARY_REPETITION_PENALTY, inspect, split_sentences
     from llmlab.weights.registry import load_decoder, load_encoder
 
     rows = [json.loads(line) for line in open(data / "summarization" / "dialogsum.dev.jsonl", encoding="utf-8")][:n]
     decoder, encoder = load_decoder("smollm2", precision="int4"), load_encoder("minilm")
-    scores = {"SmolLM2-135M summary (abstractive)": [], "central sentences, 3 (extractive)": [], "lead-3": []}
+    penalised = f"SmolLM2-135M summary, penalty {SUMMARY_REPETITION_PENALTY:g} (default)"
+    names = [penalised, "SmolLM2-135M summary, no penalty", "central sentences, 3 (extractive)", "lead-3"]
+    scores, repeats = {name: [] for name in names}, {name: [] for name in names}
     start = time.perf_counter()
     for i, row in enumerate(rows):
         result = inspect(row["dialogue"], summary=True, decoder=decoder, encoder=encoder, sentences=3)
+        plain = inspect(row["dialogue"], summary=True, decoder=decoder, encoder=encoder, sentences=3,
+                        repetition_penalty=1.0).summary
         lead = " ".join(row["dialogue"][a:b] for a, b in split_sentences(row["dialogue"])[:3])
-        for name, text in zip(scores, (result.summary, " ".join(result.central), lead)):
+        for name, text in zip(names, (result.summary, plain, " ".join(result.central), lead)):
             scores[name].append(rouge_l(text, row["summary"]))
+            repeats[name].append(repeats_a_phrase(text))
         print(f"  {i + 1}/{len(rows)} {row['fname']}: {result.summary[:100]!r}", file=sys.stderr)
     seconds = time.perf_counter() - start
     print(f"DialogSum dev, first {len(rows)} dialogues, ROUGE-L F1 vs the reference summary "
-          f"({seconds:.0f} s, {seconds / len(rows):.1f} s per dialogue)")
-    print(f"{'method':<36} {'ROUGE-L':>8}")
-    for name, values in scores.items():
-        print(f"{name:<36} {np.mean(values):8.3f}")
+          f"({seconds:.0f} s for both summaries of each)")
+    print(f"{'method':<48} {'ROUGE-L':>8} {'repeats a 4-word phrase':>24}")
+    for name in names:
+        print(f"{name:<48} {np.mean(scores[name]):8.3f} {np.mean(repeats[name]):24.0%}")
+
+
+def speeches(data: Path) -> None:
+    from llmlab.apps.inspect import SUMMARY_REPETITION_PENALTY, inspect
+    from llmlab.fileio import read_text
+    from llmlab.weights.registry import load_decoder, load_encoder
+
+    files = sorted((data / "corpus_en" / "state_union").glob("*.txt"))[::8]
+    decoder, encoder = load_decoder("smollm2", precision="int4"), load_encoder("minilm")
+    found = {SUMMARY_REPETITION_PENALTY: [], 1.0: []}
+    for f in files:
+        try:
+            text = read_text(f)
+        except Exception as e:  # a few speeches of the corpus are not UTF-8
+            print(f"  skipped {f.name}: {e}", file=sys.stderr)
+            continue
+        for penalty, flags in found.items():
+            r = inspect(text, summary=True, decoder=decoder, encoder=encoder, sentences=1, repetition_penalty=penalty)
+            flags.append(repeats_a_phrase(r.summary))
+            print(f"  {f.name} ({r.tokens} tokens, parts {r.parts}), penalty {penalty:g}: {r.summary[:160]!r}",
+                  file=sys.stderr)
+    print(f"State of the Union addresses, every 8th ({len(found[1.0])}): final summaries that repeat a 4-word phrase")
+    for penalty, flags in found.items():
+        print(f"  repetition penalty {penalty:g}: {sum(flags)} of {len(flags)}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--only", choices=["calibrate", "summarize"])
-    p.add_argument("-n", type=int, default=20, help="dialogues to summarise (default 20)")
+    p.add_argument("--only", choices=["calibrate", "summarize", "speeches"])
+    p.add_argument("-n", type=int, default=100, help="dialogues to summarise (default 100)")
     args = p.parse_args()
     if args.only in (None, "calibrate"):
         calibrate(args.data)
     if args.only in (None, "summarize"):
         summarize(args.data, args.n)
+    if args.only == "speeches":
+        speeches(args.data)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,10 @@
   so a document of any length is summarised in small CPU-sized calls; the prompt size of every
   call is kept in ``Inspection.prompt_tokens``. Levels shrink because a part summary
   (at most ``summary_tokens``) is much shorter than a part. A summary that reaches
-  ``summary_tokens`` loses its unfinished last sentence.
+  ``summary_tokens`` loses its unfinished last sentence. Decoding is greedy with CTRL's
+  repetition penalty (``SUMMARY_REPETITION_PENALTY`` = 1.1 on the summary's last 64 tokens, as
+  `llmlab chat`): without it 60 of 100 DialogSum summaries and 7 of 9 long speeches repeated a
+  4-word phrase, with it 18 and 0 of 8, and ROUGE-L rose 0.151 -> 0.167 (bench/inspect.py).
 - **Central sentences (extractive).** MiniLM embeds every sentence; a sentence's centrality is
   its cosine similarity to the mean of all sentence vectors (the document's centroid). The top
   ``sentences`` are returned in document order, verbatim, so a reader can check the summary
@@ -42,6 +45,7 @@ QUESTION_INSTRUCTION = "Using only these passages, answer in one sentence and ci
 CHECK_INSTRUCTION = ("Using only these passages, say whether the document meets this checklist item: start with "
                      "Yes or No, then give the reason in one sentence and cite the passage number like [1].")
 SUMMARIZE = "Summarize this document in a few sentences.\n\n{}"
+SUMMARY_REPETITION_PENALTY = 1.1
 SUMMARIZE_PART = "Summarize this part of a longer document in two or three sentences.\n\n{}"
 COMBINE = ("These are summaries of consecutive parts of one document:\n\n{}\n\n"
            "Combine them into one summary of a few sentences.")
@@ -75,13 +79,14 @@ class Inspection:
 def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,
             encoder=None, sentences: int = 5, k: int = 3, part_tokens: int = 900, summary_tokens: int = 120,
             max_new_tokens: int = 120, threshold: float = RELEVANCE, progress: bool = False,
-            encoding: str | None = None) -> Inspection:
+            encoding: str | None = None, repetition_penalty: float = SUMMARY_REPETITION_PENALTY) -> Inspection:
     """Summarise a document and answer questions on it.
 
     ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
     .html, .pdf), is read with `read_document` (in ``encoding``, if given); any other string is
     the text itself.
-    ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM."""
+    ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM.
+    ``repetition_penalty`` applies to the summaries (1 = off)."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096
                                           and Path(path_or_text).suffix.lower() in SUFFIXES):
         source, text = str(path_or_text), read_document(path_or_text, encoding)
@@ -103,7 +108,8 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
     result = Inspection(source, text, len(tok.encode(text, special=False)))
     spans = split_sentences(text)
     if summary:
-        result.summary = _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress)
+        result.summary = _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress,
+                                    repetition_penalty)
         result.central = central_sentences([text[a:b] for a, b in spans], encoder, sentences)
     if questions or checklist:
         reader = _Reader(text, spans, decoder, encoder, k, threshold, max_new_tokens, result.prompt_tokens)
@@ -146,7 +152,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 # --- summary -----------------------------------------------------------------------------------
-def _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress) -> str:
+def _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress, repetition_penalty) -> str:
     from llmlab.apps.search import chunk_text
 
     tok = decoder.tokenizer
@@ -169,7 +175,7 @@ def _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progre
         if len(ids) > PROMPT_TOKENS:
             raise LlmlabError(f"internal: a summary prompt of {len(ids)} tokens exceeds {PROMPT_TOKENS}")
         result.prompt_tokens.append(len(ids))
-        return _complete(decoder, ids, summary_tokens)
+        return _complete(decoder, ids, summary_tokens, repetition_penalty)
 
     level = 0
     while len(parts) > 1:
@@ -198,12 +204,13 @@ def _pack(sizes: list[int], limit: int) -> list[list[int]]:
     return groups
 
 
-def _complete(decoder, ids: list[int], max_new_tokens: int) -> str:
+def _complete(decoder, ids: list[int], max_new_tokens: int, repetition_penalty: float = 1.0) -> str:
     """Greedy completion without a stop string (a summary may have several paragraphs); a summary
     cut by ``max_new_tokens`` loses its unfinished last sentence."""
     from llmlab.generate import GenerationConfig, complete
 
-    c = complete(decoder.model, decoder.tokenizer, ids, GenerationConfig(max_new_tokens=max_new_tokens))
+    config = GenerationConfig(max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
+    c = complete(decoder.model, decoder.tokenizer, ids, config)
     text = c.text.strip()
     spans = split_sentences(text)
     if c.finish_reason == "length" and len(spans) > 1:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmlab.apps.ask import PROMPT_TOKENS
-from llmlab.apps.inspect import NOT_FOUND, inspect, split_sentences
+from llmlab.apps.inspect import NOT_FOUND, SUMMARIZE, SUMMARY_REPETITION_PENALTY, inspect, split_sentences
 from llmlab.errors import LlmlabError
 
 TOWN = """# Kerrow
@@ -41,7 +41,8 @@ def test_long_document_summary_fits_the_context(smollm2_model, monkeypatch):
     """A document ~3x SmolLM2's 8,192-token window: every prompt stays within PROMPT_TOKENS, levels shrink."""
     calls = []
 
-    def fake_complete(decoder, ids, max_new_tokens):  # stands in for the model: a ~100-token summary
+    def fake_complete(decoder, ids, max_new_tokens, repetition_penalty):  # stands in for the model
+        assert repetition_penalty == SUMMARY_REPETITION_PENALTY
         calls.append(len(ids))
         return "This part says many things about the topics. " * 11
 
@@ -74,6 +75,23 @@ def test_summary_sentences_and_quotes(smollm2_model, encoder):
     item = r.checklist[0]
     assert item.verdict in ("yes", "no", "unclear") and item.quote in TOWN and "1887" in item.quote
 
+
+
+def test_summaries_decode_with_the_repetition_penalty(smollm2_model, encoder):
+    """One part: the summary is the greedy completion of the SUMMARIZE prompt under the given penalty."""
+    from llmlab.generate import ChatTemplate, GenerationConfig, complete
+
+    tok = smollm2_model.tokenizer
+    ids = tok.encode(ChatTemplate(smollm2_model.chat_template, tok.bos_token or "", tok.eos_token or "").render(
+        [{"role": "user", "content": SUMMARIZE.format(TOWN.strip())}]))  # one part: first to last sentence
+    summaries = []
+    for penalty in (1.0, 1.3):
+        r = inspect(TOWN, decoder=smollm2_model, encoder=encoder, sentences=1, summary_tokens=60,
+                    repetition_penalty=penalty)
+        c = complete(smollm2_model.model, tok, ids, GenerationConfig(max_new_tokens=60, repetition_penalty=penalty))
+        assert r.parts == [1] and r.prompt_tokens == [len(ids)] and r.summary and c.text.strip().startswith(r.summary)
+        summaries.append(r.summary)
+    assert summaries[0] != summaries[1]
 
 def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
     (tmp_path / "town.md").write_text(TOWN, encoding="utf-8")
