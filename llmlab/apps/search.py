@@ -80,6 +80,8 @@ class IndexReport:
 
 def chunk_text(text: str, tokenizer, chunk_tokens: int = 200, overlap: int = 40) -> list[str]:
     """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` after the last."""
+    if chunk_tokens < 1:
+        raise LlmlabError(f"chunks must be at least 1 token long, not {chunk_tokens}")
     if not 0 <= overlap < chunk_tokens:
         raise LlmlabError(f"overlap must be in 0..{chunk_tokens - 1}, not {overlap}")
     ids = tokenizer.encode(text, special=False)
@@ -184,6 +186,8 @@ class Index:
             raise LlmlabError(f"unknown search mode {mode!r} (choose from {', '.join(MODES)})")
         if not query.strip():
             raise LlmlabError("empty query")
+        if k < 1:
+            raise LlmlabError(f"k must be at least 1, not {k}")
         if self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0:
             raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
         if mode == "dense":

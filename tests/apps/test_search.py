@@ -142,6 +142,11 @@ def test_errors(tmp_path, corpus):
     empty = Index(tmp_path / "empty", create=True)
     with pytest.raises(LlmlabError, match="the index is empty"):
         empty.search("anything")
+    for k in (0, -3):  # a negative k once returned every chunk
+        with pytest.raises(LlmlabError, match=f"k must be at least 1, not {k}"):
+            empty.search("anything", k=k)
+    with pytest.raises(LlmlabError, match="chunks must be at least 1 token long, not 0"):
+        chunk_text("some text", None, chunk_tokens=0)
     with pytest.raises(LlmlabError, match="no such file or folder"):
         read_documents([tmp_path / "missing"])
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9")
