@@ -156,6 +156,8 @@ def cmd_tokenizer_list(args) -> int:
 def _generation_config(args):
     from llmlab.generate import GenerationConfig
 
+    if args.repetition_window < 0:
+        raise LlmlabError(f"--repetition-window must be 0 (all of the answer) or more, not {args.repetition_window}")
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed, stop=args.stop or [],
                             repetition_penalty=args.repetition_penalty,
