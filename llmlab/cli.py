@@ -342,14 +342,25 @@ def cmd_similarity(args) -> int:
 
 # --- llmlab classify -------------------------------------------------------------------------
 def _parse_labels(spec: str | None) -> dict[str, str] | None:
-    """"a,b" -> {a: a, b: b}; "0=bad film,1=good film" -> {"0": "bad film", "1": "good film"}."""
+    """"a,b" -> {a: a, b: b}; "0=bad film,1=good film" -> {"0": "bad film", "1": "good film"}.
+
+    A description may hold commas: a piece without "=" after a described label continues its
+    description ("0=bad, boring,1=good" -> {"0": "bad, boring", "1": "good"})."""
     if not spec:
         return None
+    items: list[str] = []
+    for piece in spec.split(","):
+        if items and "=" in items[-1] and "=" not in piece:
+            items[-1] += "," + piece
+        else:
+            items.append(piece)
     labels = {}
-    for item in spec.split(","):
+    for item in items:
         name, _, description = item.partition("=")
         if not name.strip():
             raise LlmlabError(f"--labels: empty label name in {spec!r}")
+        if name.strip() in labels:
+            raise LlmlabError(f"--labels: the label {name.strip()!r} is given twice")
         labels[name.strip()] = description.strip() or name.strip()
     return labels
 
@@ -1046,8 +1057,8 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("file", metavar="FILE.csv")
     cl.add_argument("--text-column", required=True, metavar="COL")
     cl.add_argument("--label-column", metavar="COL", help="true labels (in FILE and in --train)")
-    cl.add_argument("--labels", metavar="a,b,...", help="allowed labels, optionally with descriptions: "
-                    "'0=A negative movie review,1=A positive movie review'")
+    cl.add_argument("--labels", metavar="a,b,...", help="allowed labels, optionally with descriptions (which may "
+                    "contain commas): '0=A negative movie review,1=A positive movie review'")
     cl.add_argument("--method", choices=["hybrid", "embeddings", "bow", "zero-shot", "generative", "ensemble"],
                     default="hybrid",
                     help="hybrid (default): MiniLM embeddings + TF-IDF n-grams with a logistic-regression head "

@@ -137,6 +137,19 @@ def test_cli_keeps_the_input_columns_it_would_collide_with(tmp_path, capsys):
 
 
 
+
+def test_label_specs():
+    from llmlab.cli import _parse_labels
+
+    assert _parse_labels("neg,pos") == {"neg": "neg", "pos": "pos"}
+    assert _parse_labels("0=A bad film: dull, long, boring.,1=A good film") == {
+        "0": "A bad film: dull, long, boring.", "1": "A good film"}
+    assert _parse_labels("other, 0=bad, sad,1=good") == {"other": "other", "0": "bad, sad", "1": "good"}
+    with pytest.raises(LlmlabError, match="the label 'a' is given twice"):
+        _parse_labels("a,b,a")
+    with pytest.raises(LlmlabError, match="empty label name"):
+        _parse_labels("a,,b")
+
 def test_empty_texts_get_no_label():
     train = ["good film", "good story and good cast", "really good", "bad film", "bad story, bad cast", "really bad"]
     train_labels = ["p"] * 3 + ["n"] * 3
