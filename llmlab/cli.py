@@ -548,8 +548,8 @@ def cmd_index(args) -> int:
     for reason in skipped:
         print(f"llmlab: skipped {reason}", file=sys.stderr)
     if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
-        print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk), "
-              "one encoding per run", file=sys.stderr)
+        print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
+              "UTF-8 files are still read as UTF-8", file=sys.stderr)
     report = Index(args.index, create=True).add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet)
     if args.format == "json":
         print(json.dumps(report.__dict__))
@@ -938,8 +938,9 @@ def delimiter_option(sp, what: str) -> None:
 
 def encoding_option(sp, what: str) -> None:
     sp.add_argument("--encoding", type=_encoding, metavar="NAME",
-                    help=f"the text encoding of {what} when it is not UTF-8, e.g. cp1252 (Windows, Excel's plain "
-                         "CSV), latin-1, gbk, shift_jis (default: UTF-8, or UTF-8/16 as a byte-order mark says)")
+                    help=f"the text encoding of {what} when not UTF-8, e.g. cp1252 (Windows, Excel's plain CSV), "
+                         "latin-1, gbk, shift_jis; valid UTF-8, and a byte-order mark's UTF-8/16/32, are read as such "
+                         "either way")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,17 +51,24 @@ def check_encoding(name: str) -> str:
 def decode_text(data: bytes, source: str, encoding: str | None = None, errors: str = "strict") -> str:
     """Decode a whole file's bytes; a leading byte-order mark is dropped.
 
-    ``encoding=None``: the encoding a byte-order mark names, else UTF-8. A named ``encoding``
-    is used as given (a UTF-8 mark is still dropped when it is "utf-8")."""
-    if encoding is None:
-        encoding = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
-        if encoding is None:
-            return decode_utf8(data, source, errors)
-    name = check_encoding(encoding)
-    if name == "utf-8":
-        name = "utf-8-sig"
-    if not name.startswith(("utf-16", "utf-32")) and b"\x00" in data[:8192]:
-        raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected {encoding} text")
+    A byte-order mark names the encoding; without one the text is UTF-8, or, when it is not valid
+    UTF-8 and ``encoding`` is given, that encoding. So a folder holding UTF-8 files and files in
+    one legacy encoding (cp1252, gbk...) reads right with that encoding named: a text in a legacy
+    encoding with any byte above 127 is almost never valid UTF-8, while reading UTF-8 as cp1252
+    would garble it without an error. A UTF-16 or UTF-32 ``encoding`` is used as given."""
+    marked = next((codec for bom, codec in _BOMS if data.startswith(bom)), None)
+    name = check_encoding(encoding) if encoding is not None else None
+    if marked is not None:
+        encoding = name = marked
+    elif name is None or name == "utf-8":
+        return decode_utf8(data, source, errors)
+    elif not name.startswith(("utf-16", "utf-32")):
+        if b"\x00" in data[:8192]:
+            raise LlmlabError(f"{source}: looks like a binary file (NUL bytes), expected {encoding} text")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # not UTF-8: the named encoding
     try:
         return data.decode(name, errors=errors).removeprefix("\ufeff")
     except UnicodeDecodeError as e:

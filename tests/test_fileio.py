@@ -30,8 +30,11 @@ def test_named_encodings():
     assert decode_text(data, "x", "cp1252") == TEXT
     assert decode_text("日本語のテキスト".encode("shift_jis"), "x", "shift_jis") == "日本語のテキスト"
     assert decode_text(codecs.BOM_UTF8 + b"abc", "x", "utf-8") == "abc"
-    with pytest.raises(EncodingError, match="x: not valid shift_jis"):
-        decode_text(b"\xff\xfe\xfd", "x", "shift_jis")
+    with pytest.raises(EncodingError, match=r"x: not valid shift_jis \(byte 0x81 at offset 1\)"):
+        decode_text(b"a\x81 b", "x", "shift_jis")
+    # The named encoding is for text that is not UTF-8: UTF-8 files of the same folder stay right.
+    assert decode_text(TEXT.encode("utf-8"), "x", "cp1252") == TEXT
+    assert decode_text(TEXT.encode("utf-16"), "x", "cp1252") == TEXT  # and a byte-order mark wins
     with pytest.raises(LlmlabError, match="unknown text encoding 'klingon'"):
         decode_text(data, "x", "klingon")
     with pytest.raises(LlmlabError, match="binary file"):

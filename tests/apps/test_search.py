@@ -172,16 +172,22 @@ def test_folders_hold_html_and_pdf_and_unreadable_files_are_skipped(corpus, tmp_
 
 def test_cli_index_reads_other_encodings_when_named(corpus, tmp_path, capsys):
     (corpus / "café.txt").write_bytes("Le café crème se boit au comptoir, à Paris.".encode("latin-1"))
+    (corpus / "brûlée.md").write_text("La crème brûlée est un dessert à la vanille.", encoding="utf-8")
     index = str(tmp_path / "ix")
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["indexed"] == 3
+    assert json.loads(captured.out)["indexed"] == 4
     assert "skipped" in captured.err and "café.txt: not valid UTF-8" in captured.err and "--encoding" in captured.err
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json", "--encoding", "latin-1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["indexed"], report["skipped"], report["chunks"]) == (1, 3, 1)
+    assert (report["indexed"], report["skipped"], report["chunks"]) == (1, 4, 1)
     hits = Index(index).search("café crème", k=1, mode="bm25")
     assert hits[0].path.endswith("café.txt") and "Le café crème" in hits[0].text
+    # From scratch, the named encoding reads the latin-1 file and leaves the UTF-8 one as it is.
+    fresh = tmp_path / "fresh"
+    assert main(["index", str(corpus), "--index", str(fresh), "--quiet", "--encoding", "latin-1"]) == 0
+    texts = {Path(h.path).name: h.text for h in Index(fresh).search("crème", k=5, mode="bm25")}
+    assert texts["café.txt"].startswith("Le café crème") and texts["brûlée.md"].startswith("La crème brûlée")
     # Named explicitly, a file that cannot be read is an error; a wrong encoding name stops before any file.
     assert main(["index", str(corpus / "café.txt"), "--index", index, "--quiet"]) == 2
     assert "or name its encoding: --encoding" in capsys.readouterr().err
