@@ -15,8 +15,9 @@ summarize: DialogSum dev (the first N dialogues in file order), ROUGE-L F1 (long
   4-word phrase (a repeated lower-cased word 4-gram).
 
 speeches (not in the default run: ~20 min): documents longer than the context window, every
-  8th State of the Union address of the English corpus (9 speeches, 4k-10k tokens, map-reduce
-  summaries), with and without the penalty: how many final summaries repeat a 4-word phrase.
+  8th State of the Union address of the English corpus (9 files, one of them not UTF-8 and
+  skipped; 2k-9k tokens, map-reduce summaries), with and without the penalty: how many final
+  summaries repeat a 4-word phrase.
 
     .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|summarize|speeches] [-n 100]
 """

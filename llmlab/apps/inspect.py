@@ -9,8 +9,8 @@
   (at most ``summary_tokens``) is much shorter than a part. A summary that reaches
   ``summary_tokens`` loses its unfinished last sentence. Decoding is greedy with CTRL's
   repetition penalty (``SUMMARY_REPETITION_PENALTY`` = 1.1 on the summary's last 64 tokens, as
-  `llmlab chat`): without it 60 of 100 DialogSum summaries and 7 of 9 long speeches repeated a
-  4-word phrase, with it 18 and 0 of 9, and ROUGE-L rose 0.151 -> 0.167 (bench/inspect.py).
+  `llmlab chat`): without it 60 of 100 DialogSum summaries and 6 of 8 long speeches repeated a
+  4-word phrase, with it 18 and 0, and ROUGE-L rose 0.151 -> 0.167 (bench/inspect.py).
 - **Central sentences (extractive).** MiniLM embeds every sentence; a sentence's centrality is
   its cosine similarity to the mean of all sentence vectors (the document's centroid). The top
   ``sentences`` are returned in document order, verbatim, so a reader can check the summary
