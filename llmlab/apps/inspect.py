@@ -25,7 +25,8 @@
 
 Sentences (`split_sentences`): a paragraph break, a line break before a character that is not
 a lower-case letter, or ``.``, ``!``, ``?`` (optionally closed by quotes or brackets) followed by
-space and a character that is not a lower-case letter.
+space and a character that is not a lower-case letter; in Chinese and Japanese, ``。``, ``！``,
+``？`` (optionally closed by quotes or brackets), with or without space after them.
 Tests: tests/apps/test_inspect.py; ROUGE-L on DialogSum: bench/inspect.py.
 """
 
@@ -49,7 +50,9 @@ SUMMARY_REPETITION_PENALTY = 1.1
 SUMMARIZE_PART = "Summarize this part of a longer document in two or three sentences.\n\n{}"
 COMBINE = ("These are summaries of consecutive parts of one document:\n\n{}\n\n"
            "Combine them into one summary of a few sentences.")
-_BOUNDARY = re.compile(r"\n\s*\n|\n[ \t]*(?=[^a-z\s])|(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[^a-z\s])")
+_BOUNDARY = re.compile(r"\n\s*\n|\n[ \t]*(?=[^a-z\s])|(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[^a-z\s])"
+                       # Chinese / Japanese: no space after the mark
+                       r"|(?:(?<=[。！？])|(?<=[。！？][”’」』）]))(?![”’」』）。！？])\s*")
 
 
 @dataclass

@@ -35,6 +35,10 @@ def test_sentences_are_verbatim_spans():
     assert sentences == ["Dr.", "Watson came.", 'He said "yes."', "Then e.g. this stays.", "#Person1#: Hi!",
                          "#Person2#: fine\nwrapped on.", "End"]
     assert split_sentences("") == [] and split_sentences("  one  ") == [(2, 5)]
+    zh = "长城很长。它有两千多年的历史！你去过吗？\n\n他说：“我去过。”然后走了。「かぎ括弧。」最後！？ 本当に。"
+    assert [zh[a:b] for a, b in split_sentences(zh)] == [
+        "长城很长。", "它有两千多年的历史！", "你去过吗？", "他说：“我去过。”", "然后走了。",
+        "「かぎ括弧。」", "最後！？", "本当に。"]
 
 
 def test_long_document_summary_fits_the_context(smollm2_model, monkeypatch):
