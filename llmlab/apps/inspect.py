@@ -25,8 +25,9 @@
 
 Sentences (`split_sentences`): a paragraph break, a line break before a character that is not
 a lower-case letter, or ``.``, ``!``, ``?`` (optionally closed by quotes or brackets) followed by
-space and a character that is not a lower-case letter; in Chinese and Japanese, ``。``, ``！``,
-``？`` (optionally closed by quotes or brackets), with or without space after them.
+space and a character that is not a lower-case letter, unless the word before is a title (Mr.,
+Dr., St., Gen. ...), an initial (John F. Kennedy) or initials (U.S.); in Chinese and Japanese,
+``。``, ``！``, ``？`` (optionally closed by quotes or brackets), with or without space after them.
 Tests: tests/apps/test_inspect.py; ROUGE-L on DialogSum: bench/inspect.py.
 """
 
@@ -122,10 +123,16 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
 
 
 # --- sentences ---------------------------------------------------------------------------------
+_TITLE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Messrs|Dr|Prof|Sr|Jr|St|Mt|Gen|Sen|Rep|Gov|Lt|Col|Capt)"
+                    r"|(?<![\w.])[A-Z]|\b(?:[A-Z]\.)+[A-Z])\.[\"'”’)\]]?$")  # titles, initials, U.S.
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence of ``text``, whitespace excluded; ``text[start:end]`` is verbatim."""
     spans, start = [], 0
     for m in [*_BOUNDARY.finditer(text), None]:
+        if m and m.group().count("\n") < 2 and _TITLE.search(text, max(start, m.start() - 8), m.start()):
+            continue  # "Mr. Speaker", "John F. Kennedy": a title or an initial, not the end of a sentence
         end = m.start() if m else len(text)
         piece = text[start:end]
         if piece.strip():

@@ -32,8 +32,11 @@ def encoder():
 def test_sentences_are_verbatim_spans():
     text = 'Dr. Watson came. He said "yes." Then e.g. this stays.\n#Person1#: Hi!\n#Person2#: fine\nwrapped on.\n\nEnd'
     sentences = [text[a:b] for a, b in split_sentences(text)]
-    assert sentences == ["Dr.", "Watson came.", 'He said "yes."', "Then e.g. this stays.", "#Person1#: Hi!",
+    assert sentences == ["Dr. Watson came.", 'He said "yes."', "Then e.g. this stays.", "#Person1#: Hi!",
                          "#Person2#: fine\nwrapped on.", "End"]
+    speech = "Mr. Speaker, Mr.\nPresident: the U.S. Army and John F. Kennedy. Gen. Marshall spoke.\n\nSt. Louis."
+    assert [speech[a:b] for a, b in split_sentences(speech)] == [
+        "Mr. Speaker, Mr.\nPresident: the U.S. Army and John F. Kennedy.", "Gen. Marshall spoke.", "St. Louis."]
     assert split_sentences("") == [] and split_sentences("  one  ") == [(2, 5)]
     zh = "长城很长。它有两千多年的历史！你去过吗？\n\n他说：“我去过。”然后走了。「かぎ括弧。」最後！？ 本当に。"
     assert [zh[a:b] for a, b in split_sentences(zh)] == [
