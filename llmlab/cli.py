@@ -419,8 +419,9 @@ def cmd_classify(args) -> int:
           + (f"; {empty} empty text{'s' * (empty != 1)} left unlabelled" if empty else ""))
     if result.metrics:
         m = result.metrics
+        scored = sum(v["support"] for v in m.per_class.values())
         print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}"
-              + (f"   (on the {len(texts) - empty} texts with content)" if empty else ""))
+              + (f"   (on the {scored} texts with content and a true label)" if scored < len(texts) else ""))
         width = max(len("label"), *(len(n) for n in m.per_class))
         print(f"{'label':<{width}}  precision  recall      f1  support")
         for n, v in m.per_class.items():
@@ -468,8 +469,11 @@ def cmd_finetune_classify(args) -> int:
     from llmlab.train.classify import ClassifierTrainConfig, build_classifier, fit_classifier, save_classifier
 
     _, rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding, args.delimiter)
-    texts = [r[args.text_column] for r in rows]
-    labels = [r[args.label_column] for r in rows]
+    kept = [r for r in rows if r[args.text_column].strip() and r[args.label_column].strip()]
+    if len(kept) < len(rows) and not args.quiet:
+        print(f"llmlab: {len(rows) - len(kept)} row(s) with a blank text or label left out", file=sys.stderr)
+    texts = [r[args.text_column] for r in kept]
+    labels = [r[args.label_column] for r in kept]
     names = sorted(set(labels))
     if len(names) < 2:
         raise LlmlabError(f"{args.train}: the column {args.label_column!r} holds only {names}: "

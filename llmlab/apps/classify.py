@@ -80,15 +80,17 @@ def classify(
     folders whose probabilities are averaged.
 
     Empty (blank) texts get no label: predicted "" with confidence 0, left out of the metrics
-    (``details["empty_texts"]`` counts them). Blank training texts are dropped.
+    (``details["empty_texts"]`` counts them). Rows whose true label is blank are predicted but
+    not scored (``details["unscored"]``). Training rows with a blank text or label are dropped.
     """
     if method not in METHODS:
         raise LlmlabError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
     if not texts:
         raise LlmlabError("no texts to classify")
-    if train_texts is not None and train_labels is not None and any(not t.strip() for t in train_texts):
-        pairs = [(t, y) for t, y in zip(train_texts, train_labels) if t.strip()]
-        train_texts, train_labels = [t for t, _ in pairs], [y for _, y in pairs]
+    if train_texts is not None and train_labels is not None:  # a blank text or label teaches nothing
+        pairs = [(t, y) for t, y in zip(train_texts, train_labels) if t.strip() and y.strip()]
+        if len(pairs) < len(train_texts):
+            train_texts, train_labels = [t for t, _ in pairs], [y for _, y in pairs]
     keep = [i for i, t in enumerate(texts) if t.strip()]
     if len(keep) < len(texts):  # classify the texts with content, then put the blank ones back, unlabelled
         if not keep:
@@ -120,8 +122,14 @@ def classify(
             result = _zero_shot(texts, names, descriptions, encoder, progress)
         else:
             result = _generative(texts, names, descriptions, decoder, question, progress)
-    if true_labels is not None:
-        result.metrics = evaluate(true_labels, result.predicted, result.labels)
+    if true_labels is not None:  # rows without a true label are predicted but not scored
+        scored = [i for i, y in enumerate(true_labels) if y.strip()]
+        if not scored:
+            raise LlmlabError("every true label is blank: nothing to score")
+        if len(scored) < len(true_labels):
+            result.details["unscored"] = len(true_labels) - len(scored)
+        result.metrics = evaluate([true_labels[i] for i in scored], [result.predicted[i] for i in scored],
+                                  result.labels)
     return result
 
 

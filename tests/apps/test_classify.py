@@ -164,6 +164,12 @@ def test_empty_texts_get_no_label():
     assert r.details["empty_texts"] == 2 and r.probabilities[1].sum() == 0
     with pytest.raises(LlmlabError, match="all 2 texts are empty"):
         classify(["", " "], "bow", train_texts=train, train_labels=train_labels)
+    # A blank label: the training row is dropped, the row to classify is predicted but not scored.
+    r = classify(texts, "bow", train_texts=train + ["good grief"], train_labels=train_labels + [" "],
+                 true_labels=["p", "n", "", "p"])
+    assert r.predicted[:3] == [alone.predicted[0], "", alone.predicted[1]] and r.labels == ["n", "p"]
+    assert r.metrics.accuracy == 1.0 and sum(v["support"] for v in r.metrics.per_class.values()) == 1
+    assert r.details["unscored"] == 1
 
 def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
     """Excel's "CSV UTF-8" starts with a byte-order mark; its plain "CSV" on Windows is cp1252."""

@@ -2,6 +2,8 @@
 learned, a frozen body stays put, layer-wise lr groups, length-sorted micro-batches give the whole
 batch's gradient, save/load predicts the same, `llmlab classify --model DIR`."""
 
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -274,7 +276,7 @@ def test_classifier_on_our_own_pretrained_checkpoint(char_data, tmp_path, object
     assert predict(again, texts[:4])[0] == predict(clf, texts[:4])[0] == labels[:4]
 
 
-def test_cli_finetune_classify_seed_fixes_the_head(tmp_path, monkeypatch):
+def test_cli_finetune_classify_seed_fixes_the_head(tmp_path, monkeypatch, capsys):
     """`llmlab finetune classify --seed N` seeds the new head's weights too, not only the batch order."""
     from safetensors.torch import load_file
 
@@ -299,3 +301,9 @@ def test_cli_finetune_classify_seed_fixes_the_head(tmp_path, monkeypatch):
                      "--quiet", "--format", "json"]) == 0
         heads.append(load_file(tmp_path / name / "head.safetensors")["weight"])
     assert torch.equal(heads[0], heads[1]) and not torch.equal(heads[0], heads[2])
+    # Rows with a blank text or label are left out (a blank label was a class of its own).
+    train.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in zip(TEXTS, LABELS)) + " ,pos\nno label,\n")
+    assert main(["finetune", "classify", str(train), "--text-column", "text", "--label-column", "label",
+                 "--model", "tiny", "--out", str(tmp_path / "d"), "--epochs", "1", "--quiet", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert doc["labels"] == sorted(set(LABELS)) and doc["train_examples"] == len(TEXTS)
