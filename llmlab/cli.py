@@ -367,7 +367,7 @@ def _parse_labels(spec: str | None) -> dict[str, str] | None:
 
 def cmd_classify(args) -> int:
     from llmlab.apps.classify import classify, confusion_png
-    from llmlab.apps.tables import added_columns, read_csv, write_csv
+    from llmlab.apps.tables import added_columns, from_a_spreadsheet, read_csv, write_csv
 
     if args.model and args.method != "ensemble":  # a classifier folder from `llmlab finetune classify`
         args.method = "finetuned"
@@ -398,7 +398,7 @@ def cmd_classify(args) -> int:
         extra = added_columns(header, ["predicted_label", "confidence"])
         out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}" if p else ""))))  # an empty text: no label
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
-        write_csv(args.out, header + extra, out_rows, args.delimiter)
+        write_csv(args.out, header + extra, out_rows, args.delimiter, from_a_spreadsheet(args.file, args.encoding))
         if result.metrics:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
@@ -504,7 +504,7 @@ def cmd_finetune_classify(args) -> int:
 
 # --- llmlab topics ----------------------------------------------------------------------------
 def cmd_topics(args) -> int:
-    from llmlab.apps.tables import added_columns, read_csv, write_csv
+    from llmlab.apps.tables import added_columns, from_a_spreadsheet, read_csv, write_csv
     from llmlab.apps.topics import map_png, report_markdown, topic_rows, topics
     from llmlab.fileio import atomic_write_bytes, atomic_write_text
 
@@ -519,8 +519,9 @@ def cmd_topics(args) -> int:
         names = result.names
         extra = added_columns(header, ["topic", "topic_name"])
         assigned = [dict(r, **dict(zip(extra, (t, nm)))) for r, t, nm in zip(rows, result.assignments, names)]
-        write_csv(out / "assignments.csv", header + extra, assigned, args.delimiter)
-        write_csv(out / "topics.csv", *topic_rows(result), args.delimiter)
+        bom = from_a_spreadsheet(args.file, args.encoding)
+        write_csv(out / "assignments.csv", header + extra, assigned, args.delimiter, bom)
+        write_csv(out / "topics.csv", *topic_rows(result), args.delimiter, bom)
         atomic_write_bytes(out / "topics_map.png", png)
         atomic_write_text(out / "report.md", report)
     n = result.with_content

@@ -1,12 +1,13 @@
 """CSV files in and out for the apps: clear errors on bad files, atomic writes."""
 
+import codecs
 import csv
 import io
 import os
 from pathlib import Path
 
 from llmlab.errors import LlmlabError
-from llmlab.fileio import atomic_write_text, read_text
+from llmlab.fileio import atomic_write_bytes, check_encoding, read_text
 
 _SEPARATORS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 
@@ -86,11 +87,31 @@ def added_columns(header: list[str], names: list[str]) -> list[str]:
     return out
 
 
-def write_csv(path: str | Path, header: list[str], rows: list[dict], delimiter: str | None = None) -> Path:
-    """Write rows atomically (temporary file, then rename); tab-separated for a .tsv name."""
+def from_a_spreadsheet(path: str | Path, encoding: str | None = None) -> bool:
+    """Whether a CSV file looks saved by a spreadsheet: it starts with a UTF-8 byte-order mark
+    (Excel's "CSV UTF-8") or needed a legacy ``encoding`` (Excel's plain "CSV" on Windows)."""
+    with open(path, "rb") as f:
+        head = f.read(3)
+    if head == codecs.BOM_UTF8:
+        return True
+    if encoding is None or check_encoding(encoding).startswith(("utf-8", "utf-16", "utf-32")):
+        return False
+    try:
+        Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def write_csv(path: str | Path, header: list[str], rows: list[dict], delimiter: str | None = None,
+              bom: bool = False) -> Path:
+    """Write rows atomically (temporary file, then rename) as UTF-8; tab-separated for a .tsv name.
+
+    ``bom``: start with a byte-order mark, without which Excel reads UTF-8 as the Windows code
+    page and garbles every accented letter (see `from_a_spreadsheet`)."""
     out = io.StringIO(newline="")
     writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator=os.linesep,
                             delimiter=delimiter_for(path, delimiter))
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_text(path, out.getvalue())
+    return atomic_write_bytes(path, (codecs.BOM_UTF8 if bom else b"") + out.getvalue().encode("utf-8"))

@@ -182,14 +182,21 @@ def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "excel-utf8.csv"), "--train", str(tmp_path / "excel-utf8.csv"),
                  "--out", str(out), *args]) == 0
     capsys.readouterr()
-    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8"))] == [t for t, _ in rows]
+    # Written back with a byte-order mark too: without one, Excel reads UTF-8 as its code page.
+    assert out.read_bytes().startswith(b"\xef\xbb\xbftext,label,predicted_label")
+    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8-sig"))] == [t for t, _ in rows]
     assert main(["classify", str(tmp_path / "excel.csv"), "--train", str(tmp_path / "excel-utf8.csv"), *args]) == 2
     err = capsys.readouterr().err
     assert "excel.csv: not valid UTF-8" in err and "--encoding NAME" in err and err.count("\n") == 1
     out.unlink()
     assert main(["classify", str(tmp_path / "excel.csv"), "--train", str(tmp_path / "excel.csv"),
                  "--encoding", "cp1252", "--out", str(out), *args]) == 0
-    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8"))] == [t for t, _ in rows]
+    assert out.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8-sig"))] == [t for t, _ in rows]
+    (tmp_path / "plain.csv").write_bytes(body.encode("utf-8"))  # plain UTF-8 in, plain UTF-8 out
+    assert main(["classify", str(tmp_path / "plain.csv"), "--train", str(tmp_path / "plain.csv"),
+                 "--encoding", "cp1252", "--out", str(out), *args]) == 0
+    assert out.read_bytes().startswith(b"text,label,predicted_label")
     with pytest.raises(SystemExit) as e:  # argparse checks the name before anything is read
         main(["classify", str(tmp_path / "excel.csv"), "--encoding", "klingon", *args])
     assert e.value.code == 2 and "unknown text encoding 'klingon'" in capsys.readouterr().err
