@@ -62,10 +62,8 @@ def read_document(path: str | Path, encoding: str | None = None) -> str:
         text = pdf_text(p)
     else:
         data = read_bytes(p)
-        if suffix in (".html", ".htm"):
-            if encoding is None and not data.startswith((b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")):
-                encoding = html_charset(data)
-            text = html_text(decode_text(data, str(p), encoding))
+        if suffix in (".html", ".htm"):  # a byte-order mark still wins over the meta tag (decode_text)
+            text = html_text(decode_text(data, str(p), encoding or html_charset(data)))
         else:
             text = decode_text(data, str(p), encoding)
     if not text.strip():
