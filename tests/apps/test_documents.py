@@ -62,6 +62,11 @@ def test_encodings_other_than_utf8(tmp_path):
                  '<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'):
         (tmp_path / "fr.html").write_bytes(f"<html><head>{meta}</head><body>{body}</body></html>".encode("cp1252"))
         assert read_document(tmp_path / "fr.html") == "Prix : 5 € – très “bon”"
+    # A byte-order mark, or text that is valid UTF-8, wins over a wrong declaration.
+    (tmp_path / "fr.html").write_bytes(f'<meta charset="iso-8859-1"><body>{body}</body>'.encode("utf-8-sig"))
+    assert read_document(tmp_path / "fr.html") == "Prix : 5 € – très “bon”"
+    (tmp_path / "fr.html").write_bytes(f'<meta charset="iso-8859-1"><body>{body}</body>'.encode())
+    assert read_document(tmp_path / "fr.html") == "Prix : 5 € – très “bon”"
     (tmp_path / "gb.html").write_bytes('<meta charset="gbk"><p>长城很长</p>'.encode("gbk"))
     assert read_document(tmp_path / "gb.html") == "长城很长"
     (tmp_path / "gb.html").write_bytes('<p>长城很长</p>'.encode("gbk"))  # no declaration: UTF-8, which it is not
