@@ -898,41 +898,28 @@ def _experiment_parser(sub) -> None:
 
 
 # --- argument parsing ---------------------------------------------------------------
-def _encoding(name: str) -> str:
-    try:
-        return check_encoding(name)
-    except LlmlabError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _checked(check):
+    """An argparse ``type`` from a checker: its LlmlabError becomes argparse's usage error, before any work."""
+    def convert(value: str):
+        try:
+            return check(value)
+        except LlmlabError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
 
 
-def _out_file(value: str) -> str:
-    """An --out file, refused before any work when it cannot be written (a folder, under a file)."""
-    try:
-        output_path(value)
-    except LlmlabError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
-
-
-def _out_folder(value: str) -> str:
-    try:
-        output_folder(value)
-    except LlmlabError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-    return value
-
-
-def _out_folder_path(value: str) -> Path:
-    return Path(_out_folder(value))
-
-
-def _delimiter(value: str) -> str:
+def _delimiter_for(value: str) -> str:
     from llmlab.apps.tables import delimiter_for
 
-    try:
-        return delimiter_for("", value)
-    except LlmlabError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return delimiter_for("", value)
+
+
+_encoding = _checked(check_encoding)
+_delimiter = _checked(_delimiter_for)
+_out_file = _checked(lambda value: str(output_path(value)))  # a folder, or a path under a file, is refused
+_out_folder = _checked(lambda value: str(output_folder(value)))
+_out_folder_path = _checked(output_folder)
 
 
 def delimiter_option(sp, what: str) -> None:
