@@ -1094,16 +1094,16 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--format", choices=["text", "json"], default="text")
     tp.set_defaults(func=cmd_topics)
 
-    ix = sub.add_parser("index", help="build or update a search index over .txt / .md / .html / .pdf files",
+    ix = sub.add_parser("index", help="build or update a search index over .txt / .md / .html / .pdf / .docx files",
                         description="Chunk files by tokens, embed with MiniLM and index for BM25, in DIR/index.sqlite. "
                                     "Unchanged files are skipped on later runs.")
     ix.add_argument("paths", nargs="+", metavar="PATH",
-                    help="files or folders (searched for .txt, .md, .html and .pdf; unreadable files found in "
+                    help="files or folders (searched for .txt, .md, .html, .pdf and .docx; unreadable files found in "
                          "folders are skipped with a notice)")
     ix.add_argument("--index", required=True, metavar="DIR")
     ix.add_argument("--chunk-tokens", type=int, default=200, metavar="N")
     ix.add_argument("--overlap", type=int, default=40, metavar="N")
-    encoding_option(ix, "the .txt / .md / .html files (PDFs carry their own)")
+    encoding_option(ix, "the .txt / .md / .html files (PDF and Word files carry their own)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
     ix.add_argument("--format", choices=["text", "json"], default="text")
     ix.set_defaults(func=cmd_index)
@@ -1133,7 +1133,7 @@ def build_parser() -> argparse.ArgumentParser:
     ak.set_defaults(func=cmd_ask)
 
     ins = sub.add_parser("inspect", help="summarise a document, answer questions on it with quotes",
-                         description="Read DOC (.txt, .md, .html, .pdf). --summary (the default): a map-reduce "
+                         description="Read DOC (.txt, .md, .html, .pdf, .docx). --summary (the default): a map-reduce "
                                      "summary by SmolLM2 plus the most central sentences; --ask / --checklist: "
                                      "answers from the document, each with a verbatim quote.")
     ins.add_argument("document", metavar="DOC")
@@ -1142,7 +1142,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--checklist", metavar="FILE", help="checklist items, one per line: each gets yes / no / "
                      "unclear / not found and a quote")
     ins.add_argument("--sentences", type=int, default=5, metavar="N", help="central sentences to show (default 5)")
-    encoding_option(ins, "DOC (unless a PDF) and the checklist")
+    encoding_option(ins, "DOC (unless a PDF or Word file) and the checklist")
     ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
     ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
     ins.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -10,9 +10,12 @@
   the encoding, as browsers read it ("iso-8859-1" and "ascii" mean windows-1252).
 - ``.pdf``: pypdf's text extraction, page by page. An encrypted file is opened with the
   empty password when it has one (many are "encrypted" only to restrict printing).
+- ``.docx`` (Word): the paragraphs of the main text (``word/document.xml`` in the zip archive,
+  read with the standard library), table cells included, one per block; tabs and line breaks
+  kept; deleted tracked changes, headers, footers, comments and footnotes left out.
 
 Every way a document can be unusable (missing, unsupported suffix, not UTF-8, empty, a
-corrupt or password-protected PDF, a scanned PDF with no text layer) is one ``LlmlabError``
+corrupt or password-protected PDF or Word file, a scanned PDF with no text layer) is one ``LlmlabError``
 line that names the file and says what to do.
 Tests: tests/apps/test_documents.py.
 """
@@ -20,13 +23,15 @@ Tests: tests/apps/test_documents.py.
 import io
 import logging
 import re
+import zipfile
 from html.parser import HTMLParser
 from pathlib import Path
+from xml.etree import ElementTree
 
 from llmlab.errors import LlmlabError
 from llmlab.fileio import check_encoding, decode_text, read_bytes
 
-SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf")
+SUFFIXES = (".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx")
 _SKIP = {"script", "style", "noscript", "template", "svg", "canvas", "iframe", "object"}
 _BLOCKS = {"address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
            "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr",
@@ -60,6 +65,8 @@ def read_document(path: str | Path, encoding: str | None = None) -> str:
                           f"(supported: {', '.join(SUFFIXES)})")
     if suffix == ".pdf":
         text = pdf_text(p)
+    elif suffix == ".docx":
+        text = docx_text(p)
     else:
         data = read_bytes(p)
         if suffix in (".html", ".htm"):  # a byte-order mark still wins over the meta tag (decode_text)
@@ -158,3 +165,63 @@ def pdf_text(path: Path) -> str:
         raise LlmlabError(f"{path}: the PDF has {len(pages)} page(s) but no extractable text "
                           "(a scanned document? run OCR on it first)")
     return text
+
+
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_DOCX_LIMIT = 256 * 2**20  # bytes of XML, unpacked: a real document is far smaller, a zip bomb is not
+
+
+def docx_text(path: Path) -> str:
+    """The paragraphs of a Word (.docx) document, separated by a blank line."""
+    data = read_bytes(path)
+    if data.startswith(b"\xd0\xcf\x11\xe0"):  # an OLE container: the legacy .doc format, or an encrypted .docx
+        raise LlmlabError(f"{path}: a password-protected or legacy Word file; save it as an unprotected .docx first")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            try:
+                info = archive.getinfo("word/document.xml")
+            except KeyError:
+                raise LlmlabError(f"{path}: not a Word document (no word/document.xml inside)") from None
+            if info.file_size > _DOCX_LIMIT:
+                raise LlmlabError(f"{path}: the document's text part unpacks to {info.file_size:,} bytes, "
+                                  f"more than {_DOCX_LIMIT:,}")
+            root = ElementTree.fromstring(archive.read(info))
+    except zipfile.BadZipFile:
+        raise LlmlabError(f"{path}: not a valid .docx file (not a zip archive)") from None
+    except ElementTree.ParseError as e:
+        raise LlmlabError(f"{path}: the document's XML is damaged ({e})") from None
+    paragraphs: list[str] = []
+    _docx_blocks(root, paragraphs)
+    text = "\n\n".join(p for p in paragraphs if p)
+    if not text:
+        raise LlmlabError(f"{path}: the document has no text")
+    return text
+
+
+def _docx_blocks(element, paragraphs: list[str]) -> None:
+    """Append the text of every paragraph under ``element``, in order; a paragraph inside
+    another (a text box) comes after the one that holds it."""
+    for child in element:
+        if child.tag == f"{_W}p":
+            parts: list[str] = []
+            nested: list[str] = []
+            _docx_runs(child, parts, nested)
+            paragraphs.append("".join(parts).strip())
+            paragraphs.extend(nested)
+        else:
+            _docx_blocks(child, paragraphs)
+
+
+def _docx_runs(element, parts: list[str], nested: list[str]) -> None:
+    for child in element:
+        tag = child.tag
+        if tag == f"{_W}t":
+            parts.append(child.text or "")
+        elif tag == f"{_W}tab":
+            parts.append("\t")
+        elif tag in (f"{_W}br", f"{_W}cr"):
+            parts.append("\n")
+        elif tag == f"{_W}p":
+            _docx_blocks([child], nested)
+        elif tag != f"{_W}del" and not tag.endswith("Pr"):  # not deleted tracked changes, nor properties
+            _docx_runs(child, parts, nested)  # (a paragraph's tab stops are w:tab elements too)

@@ -87,8 +87,8 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
     """Summarise a document and answer questions on it.
 
     ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
-    .html, .pdf), is read with `read_document` (in ``encoding``, if given); any other string is
-    the text itself.
+    .html, .pdf, .docx), is read with `read_document` (in ``encoding``, if given); any other
+    string is the text itself.
     ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM.
     ``repetition_penalty`` applies to the summaries (1 = off)."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096

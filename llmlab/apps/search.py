@@ -244,7 +244,7 @@ class Index:
 
 def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
                    encoding: str | None = None) -> list[tuple[str, str]]:
-    """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf).
+    """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf, .docx).
 
     ``encoding``: of the text files (`read_document`'s default: UTF-8 or what the file marks).
 

@@ -1,6 +1,8 @@
 """Reading documents the tests write: Markdown, HTML, a hand-made PDF, and every way they fail."""
 
 import io
+import re
+import zipfile
 
 import pytest
 
@@ -73,6 +75,88 @@ def test_encodings_other_than_utf8(tmp_path):
     with pytest.raises(LlmlabError, match="gb.html: not valid UTF-8"):
         read_document(tmp_path / "gb.html")
 
+
+W = 'xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"'
+
+
+def docx(body: str) -> bytes:
+    """A .docx archive whose word/document.xml holds ``body`` (the parts Word adds around it are not read)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types '
+                   'xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>')
+        z.writestr("word/document.xml", f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+                                        f"<w:document {W}><w:body>{body}<w:sectPr/></w:body></w:document>")
+    return out.getvalue()
+
+
+def test_word_documents(tmp_path):
+    body = (
+        '<w:p><w:pPr><w:pStyle w:val="Heading1"/><w:tabs><w:tab w:val="left" w:pos="720"/></w:tabs></w:pPr>'
+        "<w:r><w:t>Service agreement</w:t></w:r></w:p>"
+        '<w:p><w:r><w:t xml:space="preserve">The term is </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>12 months</w:t>'
+        "</w:r><w:del><w:r><w:delText>24 months</w:delText></w:r></w:del><w:r><w:t>.</w:t><w:tab/><w:t>Signed"
+        "</w:t><w:br/><w:t>by both.</w:t></w:r></w:p>"
+        "<w:p/>"
+        "<w:tbl><w:tblPr/><w:tr><w:tc><w:p><w:r><w:t>Fee</w:t></w:r></w:p></w:tc>"
+        "<w:tc><w:p><w:r><w:t>€100</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"
+        "<w:p><w:r><w:t>Main text</w:t><w:pict><w:txbxContent><w:p><w:r><w:t>In a text box</w:t></w:r></w:p>"
+        "</w:txbxContent></w:pict><w:t> goes on.</w:t></w:r></w:p>"
+    )
+    (tmp_path / "contract.docx").write_bytes(docx(body))
+    assert read_document(tmp_path / "contract.docx") == (
+        "Service agreement\n\nThe term is 12 months.\tSigned\nby both.\n\nFee\n\n€100\n\n"
+        "Main text goes on.\n\nIn a text box")
+    for name, data, message in [
+        ("notes.docx", b"plain text, renamed", "not a valid .docx file (not a zip archive)"),
+        ("old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "a password-protected or legacy Word file"),
+        ("blank.docx", docx("<w:p/>"), "the document has no text"),
+        ("broken.docx", docx("<w:p><w:r>"), "the document's XML is damaged"),
+        ("empty.docx", b"", "file is empty"),
+    ]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(LlmlabError, match=f"{name}: {re.escape(message)}"):
+            read_document(tmp_path / name)
+    other = io.BytesIO()
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("content.xml", "<office:document/>")
+    (tmp_path / "odt.docx").write_bytes(other.getvalue())
+    with pytest.raises(LlmlabError, match="not a Word document"):
+        read_document(tmp_path / "odt.docx")
+
+
+def test_word_document_written_by_python_docx(tmp_path):
+    """A file written by python-docx (the reference library for the format): the same paragraphs,
+    in body order, as python-docx reads back, table cells included."""
+    docx_lib = pytest.importorskip("docx")
+    from docx.table import Table
+
+    doc = docx_lib.Document()
+    doc.add_heading("Service agreement", level=1)
+    p = doc.add_paragraph("The term is ")
+    p.add_run("12 months").bold = True
+    run = p.add_run(".\tSigned")
+    run.add_break()
+    run.add_text("by both parties.")
+    doc.add_paragraph("Fees are €100 – “payable” monthly.", style="List Bullet")
+    table = doc.add_table(rows=2, cols=2)
+    for (r, c), text in zip([(0, 0), (0, 1), (1, 0), (1, 1)], ["Item", "Price", "Support", "€20"]):
+        table.cell(r, c).text = text
+    doc.add_paragraph("")
+    doc.add_page_break()
+    doc.add_paragraph("Signed in Paris.")
+    doc.save(tmp_path / "contract.docx")
+
+    again = docx_lib.Document(str(tmp_path / "contract.docx"))
+    expected = []
+    for block in again.iter_inner_content():
+        cells = [c for row in block.rows for c in row.cells] if isinstance(block, Table) else None
+        for paragraph in ([q for c in cells for q in c.paragraphs] if cells is not None else [block]):
+            if paragraph.text.strip():
+                expected.append(paragraph.text.strip())
+    assert len(expected) == 8
+    assert read_document(tmp_path / "contract.docx") == "\n\n".join(expected)
+
 def test_pdf_text(tmp_path):
     (tmp_path / "doc.pdf").write_bytes(minimal_pdf(["The harbour opened in 1901.", "It has two piers."]))
     text = read_document(tmp_path / "doc.pdf")
@@ -117,8 +201,8 @@ def test_other_errors(tmp_path):
     (tmp_path / "blank.html").write_text("<script>only()</script>  ", encoding="utf-8")
     with pytest.raises(LlmlabError, match="blank.html: the document has no text"):
         read_document(tmp_path / "blank.html")
-    (tmp_path / "x.docx").write_bytes(b"PK")
-    with pytest.raises(LlmlabError, match="unsupported document type '.docx'"):
-        read_document(tmp_path / "x.docx")
+    (tmp_path / "x.rtf").write_bytes(b"{\\rtf1 text}")
+    with pytest.raises(LlmlabError, match="unsupported document type '.rtf'"):
+        read_document(tmp_path / "x.rtf")
     with pytest.raises(LlmlabError, match="no such file"):
         read_document(tmp_path / "missing.pdf")

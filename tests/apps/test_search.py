@@ -9,6 +9,7 @@ import pytest
 from llmlab.apps.search import SCHEMA_VERSION, Index, chunk_text, read_documents
 from llmlab.cli import main
 from llmlab.errors import LlmlabError
+from tests.apps.test_documents import docx
 
 FILES = {
     "paris.txt": "Paris is the capital and largest city of France. The Eiffel Tower stands on the Champ de Mars.",
@@ -159,9 +160,11 @@ def test_folders_hold_html_and_pdf_and_unreadable_files_are_skipped(corpus, tmp_
                                       "</p></body></html>", encoding="utf-8")
     (corpus / "empty.txt").write_text("", encoding="utf-8")
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 not really")
+    (corpus / "moss.docx").write_bytes(docx("<w:p><w:r><w:t>Mosses have no roots.</w:t></w:r></w:p>"))
     skipped: list[str] = []
     documents = dict(read_documents([corpus], skipped))
-    assert len(documents) == 4 and len(skipped) == 2
+    assert len(documents) == 5 and len(skipped) == 2
+    assert next(text for path, text in documents.items() if path.endswith("moss.docx")) == "Mosses have no roots."
     page = next(text for path, text in documents.items() if path.endswith("page.html"))
     assert "Ferns grow from spores." in page and "var x" not in page
     assert any("empty.txt" in r for r in skipped) and any("broken.pdf" in r for r in skipped)
