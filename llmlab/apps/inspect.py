@@ -270,13 +270,15 @@ class _Reader:
         return Finding(question, answer, quote, citations, said, True, relevance)
 
     def _quote(self, question: str, answer: str, chunks: list[int]) -> str:
-        """The sentence inside ``chunks`` most similar to the question and the answer."""
+        """The sentence inside ``chunks`` most similar to the question and the answer; sentences of
+        fewer than four words (headings, "Fee") only when there is nothing else."""
         inside = [(a, b) for a, b in self.spans
                   if any(s and a < s[1] and b > s[0] for s in (self.chunk_spans[i] for i in chunks))]
         if not inside:  # a chunk not found verbatim: sentences whose text it holds
             inside = [(a, b) for a, b in self.spans if any(self.text[a:b] in self.chunks[i] for i in chunks)]
         inside = inside or self.spans
         sentences = [self.text[a:b] for a, b in inside]
+        sentences = [t for t in sentences if len(t.split()) >= 4] or sentences  # as central sentences: no headings
         v = _unit(self.encoder.encode(sentences + [question, answer]).numpy())
         scores = v[:-2] @ v[-2] + v[:-2] @ v[-1]
         return sentences[int(np.argmax(scores))]

@@ -100,6 +100,15 @@ def test_summaries_decode_with_the_repetition_penalty(smollm2_model, encoder):
         summaries.append(r.summary)
     assert summaries[0] != summaries[1]
 
+
+def test_quotes_are_sentences_not_headings(smollm2_model, encoder):
+    """A heading that shares the question's words ("Service agreement") is no quote to rest an answer on."""
+    contract = ("Service agreement\n\nThis agreement between Acme Ltd and Beta GmbH starts on 1 March 2026 and runs "
+                "for 12 months.\n\nEither party may end it with 30 days written notice.\n\nMonthly fee\n\nEUR 100")
+    r = inspect(contract, summary=False, questions=["How long does the agreement run?"], decoder=smollm2_model,
+                encoder=encoder, max_new_tokens=20)
+    assert r.answers[0].found and "runs for 12 months" in r.answers[0].quote
+
 def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
     (tmp_path / "town.md").write_text(TOWN, encoding="utf-8")
     r = inspect(tmp_path / "town.md", summary=False, encoder=encoder)
