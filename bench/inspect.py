@@ -70,6 +70,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 # --- calibrate ---------------------------------------------------------------------------------
 def calibrate(data: Path, n: int = 200) -> None:
     from llmlab.apps.ask import RELEVANCE
+    from llmlab.apps.inspect import SENTENCE_RELEVANCE, split_sentences
     from llmlab.apps.search import chunk_text
     from llmlab.tokenize import load_tokenizer
     from llmlab.weights.registry import load_encoder
@@ -106,6 +107,12 @@ def calibrate(data: Path, n: int = 200) -> None:
         sims = unit(encoder.encode(texts).numpy()) @ matrix.T  # (queries, chunks)
         return sims.max(axis=1), sims.argmax(axis=1)
 
+    sentences = [text[a:b] for text in docs.values() for a, b in split_sentences(text)]
+    sentence_matrix = unit(encoder.encode(sentences).numpy())
+
+    def best_sentence(texts):
+        return (unit(encoder.encode(texts).numpy()) @ sentence_matrix.T).max(axis=1)
+
     answerable, top = best([claims[q] for q in present])
     hit = np.mean([owner[t] in relevant[q] for q, t in zip(present, top)])
     missing, _ = best([claims[q] for q in absent])
@@ -121,6 +128,21 @@ def calibrate(data: Path, n: int = 200) -> None:
         mark = "  <- RELEVANCE" if abs(t - RELEVANCE) < 1e-9 else ""
         print(f"{t:9.2f}  {np.mean(answerable >= t):15.1%}  {np.mean(missing < t):21.1%}  "
               f"{np.mean(unrelated < t):18.1%}{mark}")
+    # inspect reads one document: a question about one clause can be far from every 200-token chunk
+    # (a chunk mixes clauses) and close to one sentence. Its gate: chunk >= RELEVANCE or sentence >= T.
+    kept = {name: sims >= RELEVANCE for name, sims in (("a", answerable), ("m", missing), ("u", unrelated))}
+    sentence = {"a": best_sentence([claims[q] for q in present]), "m": best_sentence([claims[q] for q in absent]),
+                "u": best_sentence(off_topic)}
+    spread = {k: fmt(np.percentile(v, [5, 50, 95])) for k, v in sentence.items()}
+    print(f"\n{len(sentences)} sentences; best-sentence cosine, 5th / 50th / 95th percentile: answerable "
+          f"{spread['a']}, unanswerable {spread['m']}, off-topic {spread['u']}")
+    print(f"chunk >= {RELEVANCE:.2f} or sentence >= T:")
+    print(f"{'T':>9}  {'answerable kept':>15}  {'unanswerable rejected':>21}  {'off-topic rejected':>18}")
+    for t in (0.35, 0.40, 0.45, 0.50, 0.55):
+        found = {k: kept[k] | (sentence[k] >= t) for k in kept}
+        mark = "  <- SENTENCE_RELEVANCE (inspect)" if abs(t - SENTENCE_RELEVANCE) < 1e-9 else ""
+        print(f"{t:9.2f}  {np.mean(found['a']):15.1%}  {1 - np.mean(found['m']):21.1%}  "
+              f"{1 - np.mean(found['u']):18.1%}{mark}")
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -17,8 +17,12 @@
   against the text.
 - **Questions and checklist items.** The document is cut into 200-token chunks
   (`search.chunk_text`) embedded in memory; the best ``k`` chunks become numbered passages in the
-  same prompt as `llmlab ask` (`ask.grounded_message`). Below the relevance threshold the answer
-  is "not found in the document" and the model is not called. Each answer carries a quote: the
+  same prompt as `llmlab ask` (`ask.grounded_message`). When the best chunk is below the relevance
+  threshold (0.30) and the best sentence below ``SENTENCE_RELEVANCE`` (0.45), the answer is "not
+  found in the document" and the model is not called: a question about one clause of a contract
+  can be far from every chunk, which mixes clauses, and close to one sentence (on SciFact the
+  sentence gate keeps 99.0% of answerable claims and still rejects 100% of off-topic questions,
+  bench/inspect.py calibrate); the best sentence's chunk is then among the passages. Each answer carries a quote: the
   document sentence, inside the passages it cites (or the best passage when it cites none), most
   similar to the question and the answer together, copied verbatim. A checklist item's verdict
   is the answer's first word when that is yes or no, otherwise "unclear".
@@ -48,6 +52,7 @@ CHECK_INSTRUCTION = ("Using only these passages, say whether the document meets 
                      "Yes or No, then give the reason in one sentence and cite the passage number like [1].")
 SUMMARIZE = "Summarize this document in a few sentences.\n\n{}"
 SUMMARY_REPETITION_PENALTY = 1.1
+SENTENCE_RELEVANCE = 0.45  # or the best sentence's cosine at least this: found (bench/inspect.py calibrate)
 SUMMARIZE_PART = "Summarize this part of a longer document in two or three sentences.\n\n{}"
 COMBINE = ("These are summaries of consecutive parts of one document:\n\n{}\n\n"
            "Combine them into one summary of a few sentences.")
@@ -65,6 +70,7 @@ class Finding:
     verdict: str | None = None  # checklist items: "yes", "no", "unclear" or "not found"
     found: bool = True
     relevance: float = 0.0  # best chunk's cosine similarity to the question
+    sentence_relevance: float = 0.0  # best sentence's
 
 
 @dataclass
@@ -82,7 +88,8 @@ class Inspection:
 
 def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,
             encoder=None, sentences: int = 5, k: int = 3, part_tokens: int = 900, summary_tokens: int = 120,
-            max_new_tokens: int = 120, threshold: float = RELEVANCE, progress: bool = False,
+            max_new_tokens: int = 120, threshold: float = RELEVANCE, sentence_threshold: float = SENTENCE_RELEVANCE,
+            progress: bool = False,
             encoding: str | None = None, repetition_penalty: float = SUMMARY_REPETITION_PENALTY) -> Inspection:
     """Summarise a document and answer questions on it.
 
@@ -116,7 +123,8 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
                                     repetition_penalty)
         result.central = central_sentences([text[a:b] for a, b in spans], encoder, sentences)
     if questions or checklist:
-        reader = _Reader(text, spans, decoder, encoder, k, threshold, max_new_tokens, result.prompt_tokens)
+        reader = _Reader(text, spans, decoder, encoder, k, (threshold, sentence_threshold), max_new_tokens,
+                         result.prompt_tokens)
         result.answers = [reader.answer(q, QUESTION_INSTRUCTION, "Question") for q in questions]
         result.checklist = [reader.answer(c, CHECK_INSTRUCTION, "Checklist item", verdict=True) for c in checklist]
     return result
@@ -232,11 +240,11 @@ def _complete(decoder, ids: list[int], max_new_tokens: int, repetition_penalty: 
 class _Reader:
     """Questions answered from one document's chunks, embedded once."""
 
-    def __init__(self, text, spans, decoder, encoder, k, threshold, max_new_tokens, prompt_tokens):
+    def __init__(self, text, spans, decoder, encoder, k, thresholds, max_new_tokens, prompt_tokens):
         from llmlab.apps.search import chunk_text
 
         self.text, self.spans, self.decoder, self.encoder = text, spans, decoder, encoder
-        self.k, self.threshold, self.max_new_tokens, self.prompt_tokens = k, threshold, max_new_tokens, prompt_tokens
+        self.k, self.thresholds, self.max_new_tokens, self.prompt_tokens = k, thresholds, max_new_tokens, prompt_tokens
         self.template = chat_template(decoder)
         self.chunks = chunk_text(text, decoder.tokenizer)
         self.vectors = _unit(encoder.encode(self.chunks).numpy())  # (chunks, dim)
@@ -245,6 +253,7 @@ class _Reader:
             s = text.find(chunk.strip("\ufffd"), pos)
             self.chunk_spans.append((s, s + len(chunk.strip("\ufffd"))) if s >= 0 else None)
             pos = s if s >= 0 else pos
+        self.sentence_vectors = _unit(encoder.encode([text[a:b] for a, b in spans]).numpy())  # (sentences, dim)
 
     def answer(self, question: str, instruction: str, label: str, verdict: bool = False) -> Finding:
         if not question.strip():
@@ -253,8 +262,16 @@ class _Reader:
         scores = self.vectors @ q
         top = [int(i) for i in np.argsort(-scores, kind="stable")[:self.k]]
         relevance = float(scores[top[0]])
-        if relevance < self.threshold:
-            return Finding(question, NOT_FOUND, None, [], "not found" if verdict else None, False, relevance)
+        by_sentence = self.sentence_vectors @ q
+        best = int(np.argmax(by_sentence))
+        sentence_relevance = float(by_sentence[best])
+        if relevance < self.thresholds[0] and sentence_relevance < self.thresholds[1]:
+            return Finding(question, NOT_FOUND, None, [], "not found" if verdict else None, False, relevance,
+                           sentence_relevance)
+        a, b = self.spans[best]  # the passages hold the best sentence's chunk, first when it is not among them
+        home = next((i for i, c in enumerate(self.chunk_spans) if c and a < c[1] and b > c[0]), top[0])
+        if home not in top:
+            top = [home] + top[:-1]
         tok = self.decoder.tokenizer
         content, _ = grounded_message(question, [self.chunks[i] for i in top], tok, self.template,
                                       instruction=instruction, label=label)
@@ -267,7 +284,7 @@ class _Reader:
         if verdict:
             m = re.match(r"\W*(yes|no)\b", answer, re.IGNORECASE)
             said = m.group(1).lower() if m else "unclear"
-        return Finding(question, answer, quote, citations, said, True, relevance)
+        return Finding(question, answer, quote, citations, said, True, relevance, sentence_relevance)
 
     def _quote(self, question: str, answer: str, chunks: list[int]) -> str:
         """The sentence inside ``chunks`` most similar to the question and the answer; sentences of

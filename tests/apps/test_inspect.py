@@ -5,8 +5,15 @@ import sys
 import pytest
 import torch
 
-from llmlab.apps.ask import PROMPT_TOKENS
-from llmlab.apps.inspect import NOT_FOUND, SUMMARIZE, SUMMARY_REPETITION_PENALTY, inspect, split_sentences
+from llmlab.apps.ask import PROMPT_TOKENS, RELEVANCE
+from llmlab.apps.inspect import (
+    NOT_FOUND,
+    SENTENCE_RELEVANCE,
+    SUMMARIZE,
+    SUMMARY_REPETITION_PENALTY,
+    inspect,
+    split_sentences,
+)
 from llmlab.errors import LlmlabError
 
 TOWN = """# Kerrow
@@ -101,13 +108,32 @@ def test_summaries_decode_with_the_repetition_penalty(smollm2_model, encoder):
     assert summaries[0] != summaries[1]
 
 
+CONTRACT = ("Service agreement\n\nThis agreement between Acme Ltd and Beta GmbH starts on 1 March 2026 and runs "
+            "for 12 months.\n\nEither party may end it with 30 days written notice. Personal data is processed under "
+            "the GDPR, and Acme names Jane Roe as its data protection officer.\n\nMonthly fee\n\nEUR 100")
+
+
 def test_quotes_are_sentences_not_headings(smollm2_model, encoder):
     """A heading that shares the question's words ("Service agreement") is no quote to rest an answer on."""
-    contract = ("Service agreement\n\nThis agreement between Acme Ltd and Beta GmbH starts on 1 March 2026 and runs "
-                "for 12 months.\n\nEither party may end it with 30 days written notice.\n\nMonthly fee\n\nEUR 100")
-    r = inspect(contract, summary=False, questions=["How long does the agreement run?"], decoder=smollm2_model,
+    r = inspect(CONTRACT, summary=False, questions=["How long does the agreement run?"], decoder=smollm2_model,
                 encoder=encoder, max_new_tokens=20)
     assert r.answers[0].found and "runs for 12 months" in r.answers[0].quote
+
+
+def test_one_sentence_is_enough_to_find_an_answer(smollm2_model, encoder):
+    """A clause far from the whole chunk (which mixes clauses) but close to one sentence is found."""
+    item = "Does it name a data protection officer?"
+    off_topic = "What is the recommended dose of ibuprofen for children?"
+    r = inspect(CONTRACT, summary=False, checklist=[item, off_topic], decoder=smollm2_model, encoder=encoder,
+                max_new_tokens=12)
+    dpo, unrelated = r.checklist
+    assert dpo.relevance < RELEVANCE <= SENTENCE_RELEVANCE <= dpo.sentence_relevance
+    assert dpo.found and "Jane Roe" in dpo.quote and dpo.verdict != "not found"
+    assert (unrelated.found, unrelated.verdict) == (False, "not found")
+    assert unrelated.sentence_relevance < SENTENCE_RELEVANCE
+    chunk_only = inspect(CONTRACT, summary=False, checklist=[item], decoder=smollm2_model, encoder=encoder,
+                         sentence_threshold=1.01).checklist[0]  # the sentence gate off: the chunk alone misses it
+    assert (chunk_only.found, chunk_only.verdict) == (False, "not found")
 
 def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
     (tmp_path / "town.md").write_text(TOWN, encoding="utf-8")
