@@ -7,6 +7,10 @@ calibrate: the relevance threshold (llmlab.apps.ask.RELEVANCE). SciFact claims a
   second-half claims are in-domain but unanswerable (their abstract is not), banking77
   customer questions are off-topic. The table shows what each threshold keeps and rejects.
 
+answers: `ask` on 100 answerable SciFact claims over an index of their abstracts, with the
+  answers' repetition penalty and without: answers that repeat a 4-word phrase, that stop at
+  the token limit, that cite a passage.
+
 summarize: DialogSum dev (the first N dialogues in file order), ROUGE-L F1 (longest common
   subsequence of lower-cased word tokens; Lin 2004, F with beta = 1) against the reference
   summary, for: SmolLM2's summary (`inspect(summary=True)`, int4, greedy) with the repetition
@@ -19,7 +23,7 @@ speeches (not in the default run: ~20 min): documents longer than the context wi
   skipped; 2k-9k tokens, map-reduce summaries), with and without the penalty: how many final
   summaries repeat a 4-word phrase.
 
-    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|summarize|speeches] [-n 100]
+    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|answers|summarize|speeches] [-n 100]
 """
 
 import os
@@ -68,13 +72,9 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 
 # --- calibrate ---------------------------------------------------------------------------------
-def calibrate(data: Path, n: int = 200) -> None:
-    from llmlab.apps.ask import RELEVANCE
-    from llmlab.apps.inspect import SENTENCE_RELEVANCE, split_sentences
-    from llmlab.apps.search import chunk_text
-    from llmlab.tokenize import load_tokenizer
-    from llmlab.weights.registry import load_encoder
-
+def scifact(data: Path, n: int = 200):
+    """SciFact train claims shuffled with seed 0: the first n (answerable: their abstracts are
+    kept), the next n (unanswerable), and the abstracts of the first n as {id: title + text}."""
     folder = data / "retrieval" / "scifact"
     claims = {q["_id"]: q["text"] for q in map(json.loads, open(folder / "queries_train.jsonl", encoding="utf-8"))}
     relevant: dict[str, set[str]] = {}
@@ -90,6 +90,17 @@ def calibrate(data: Path, n: int = 200) -> None:
         for d in map(json.loads, open(part, encoding="utf-8")):
             if d["_id"] in wanted:
                 docs[d["_id"]] = f"{d['title']}\n\n{d['text']}"
+    return claims, relevant, present, absent, docs
+
+
+def calibrate(data: Path, n: int = 200) -> None:
+    from llmlab.apps.ask import RELEVANCE
+    from llmlab.apps.inspect import SENTENCE_RELEVANCE, split_sentences
+    from llmlab.apps.search import chunk_text
+    from llmlab.tokenize import load_tokenizer
+    from llmlab.weights.registry import load_encoder
+
+    claims, relevant, present, absent, docs = scifact(data, n)
     with open(data / "banking77" / "train.csv", encoding="utf-8", newline="") as f:
         banking = [r["text"] for r in csv.DictReader(f)]
     off_topic = random.Random(0).sample(banking, n)
@@ -143,6 +154,46 @@ def calibrate(data: Path, n: int = 200) -> None:
         mark = "  <- SENTENCE_RELEVANCE (inspect)" if abs(t - SENTENCE_RELEVANCE) < 1e-9 else ""
         print(f"{t:9.2f}  {np.mean(found['a']):15.1%}  {1 - np.mean(found['m']):21.1%}  "
               f"{1 - np.mean(found['u']):18.1%}{mark}")
+
+
+# --- answers ---------------------------------------------------------------------------------------
+def answers(data: Path, n: int = 100) -> None:
+    """`ask` on the first n answerable SciFact claims over an index of the 194 abstracts, with
+    the answers' repetition penalty and without: repeats, answers cut at the token limit, citing."""
+    import tempfile
+
+    import llmlab.apps.ask  # noqa: F401  (the package's `ask` attribute is the function)
+    from llmlab.apps.search import Index
+    from llmlab.weights.registry import load_decoder
+
+    module = sys.modules["llmlab.apps.ask"]
+    claims, _, present, _, docs = scifact(data)
+    decoder = load_decoder("smollm2", precision="int4")
+    default = module.ANSWER_REPETITION_PENALTY
+    counts = {}
+    with tempfile.TemporaryDirectory() as folder:
+        index = Index(folder, create=True)
+        index.add(list(docs.items()))
+        for penalty in (default, 1.0):
+            module.ANSWER_REPETITION_PENALTY = penalty
+            found = repeats = cut = citing = 0
+            start = time.perf_counter()
+            for q in present[:n]:
+                a = module.ask(claims[q], index, k=3, max_new_tokens=160, decoder=decoder)
+                if not a.found:
+                    continue
+                found += 1
+                repeats += repeats_a_phrase(a.answer)
+                cut += len(decoder.tokenizer.encode(a.answer, special=False)) >= 155  # stopped by the limit
+                citing += bool(a.citations)
+            counts[penalty] = (found, repeats, cut, citing, time.perf_counter() - start)
+    module.ANSWER_REPETITION_PENALTY = default
+    print(f"SciFact, first {n} answerable claims asked over their 194 abstracts (`ask`, int4, k 3, <= 160 tokens)")
+    print(f"{'repetition penalty':>18} {'answered':>9} {'repeat a 4-word phrase':>23} {'at the limit':>13} "
+          f"{'cite a passage':>15}")
+    for penalty, (found, repeats, cut, citing, seconds) in counts.items():
+        mark = " (default)" if penalty == default else ""
+        print(f"{penalty:>18g} {found:>9} {repeats:>23} {cut:>13} {citing:>15}   {seconds:.0f} s{mark}")
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -214,11 +265,13 @@ def speeches(data: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--only", choices=["calibrate", "summarize", "speeches"])
+    p.add_argument("--only", choices=["calibrate", "answers", "summarize", "speeches"])
     p.add_argument("-n", type=int, default=100, help="dialogues to summarise (default 100)")
     args = p.parse_args()
     if args.only in (None, "calibrate"):
         calibrate(args.data)
+    if args.only in (None, "answers"):
+        answers(args.data)
     if args.only in (None, "summarize"):
         summarize(args.data, args.n)
     if args.only == "speeches":

@@ -24,7 +24,10 @@ and lets SmolLM2 answer greedily. The answer is then checked, not trusted:
   Special-token strings (``<|im_end|>`` ...) inside passages are removed, so a document cannot
   end the user's turn.
 - The answer is the model's first paragraph (generation stops at a blank line; SmolLM2-135M
-  tends to recite the passages after answering).
+  tends to recite the passages after answering), decoded greedily with the repetition penalty
+  `llmlab chat` uses (``ANSWER_REPETITION_PENALTY`` = 1.1 on the last 64 tokens): of 98 SciFact
+  claims answered over their abstracts, answers repeating a 4-word phrase went 7 -> 2 and
+  answers running to the token limit 3 -> 0, with as many citing a passage (79).
 
 `grounded_message` and `cited` are shared with `llmlab.apps.inspect` (questions on one
 document); `retrieve`, `source_message` and `cited` with `llmlab chat --index`, which retrieves a
@@ -48,6 +51,7 @@ MIN_PASSAGE_TOKENS = 32  # a share smaller than this means the question itself i
 NOT_FOUND = "not found in the indexed documents"
 ASK_INSTRUCTION = "Using only these passages, answer in one sentence and cite the passage number like [1]."
 STOP = ["\n\n"]  # the answer is the first paragraph
+ANSWER_REPETITION_PENALTY = 1.1
 # A chat message that points back ("and ...", "what about ...", a pronoun) or is very short is a
 # follow-up: on its own it names nothing to search for. English wording, and Chinese / Japanese:
 # a leading 那 / 还有 / 另外, a pronoun (它, 他们, 这个, それ ...), or a closing 呢 ("what about ...?").
@@ -246,10 +250,12 @@ def chat_template(decoder):
 
 
 def generate(decoder, ids: list[int], max_new_tokens: int, on_text: Callable[[str], None] | None = None):
-    """Greedy completion of prompt ``ids``, up to the first blank line; pieces go to ``on_text``."""
+    """Greedy completion of prompt ``ids`` with the repetition penalty, up to the first blank line;
+    pieces go to ``on_text``."""
     from llmlab.generate import GenerationConfig, stream
 
-    s = stream(decoder.model, decoder.tokenizer, ids, GenerationConfig(max_new_tokens=max_new_tokens, stop=STOP))
+    config = GenerationConfig(max_new_tokens=max_new_tokens, stop=STOP, repetition_penalty=ANSWER_REPETITION_PENALTY)
+    s = stream(decoder.model, decoder.tokenizer, ids, config)
     for piece in s:
         if on_text is not None:
             on_text(piece)

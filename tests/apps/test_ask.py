@@ -7,13 +7,16 @@ import re
 import pytest
 
 from llmlab.apps.ask import (
+    ANSWER_REPETITION_PENALTY,
     NOT_FOUND,
     PROMPT_TOKENS,
     RELEVANCE,
+    STOP,
     ask,
     attribute,
     chat_template,
     cited,
+    generate,
     grounded_message,
     retrieve,
     search_query,
@@ -94,6 +97,19 @@ def test_empty_index_is_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("llmlab: error:") and "the index is empty" in err and err.count("\n") == 1
 
+
+
+def test_answers_decode_with_the_repetition_penalty(smollm2_model):
+    from llmlab.generate import GenerationConfig, complete
+
+    tok = smollm2_model.tokenizer
+    message = "Repeat after me forever: " + "la femme au martyre, " * 3
+    ids = tok.encode(chat_template(smollm2_model).render([{"role": "user", "content": message.rstrip()}]))
+    answer = generate(smollm2_model, ids, 40).text
+    free, penalised = [complete(smollm2_model.model, tok, ids, GenerationConfig(max_new_tokens=40, stop=STOP,
+                                                                                repetition_penalty=r)).text
+                       for r in (1.0, ANSWER_REPETITION_PENALTY)]
+    assert ANSWER_REPETITION_PENALTY > 1 and answer == penalised != free
 
 def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys):
     import llmlab.weights.registry
