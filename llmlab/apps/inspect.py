@@ -289,13 +289,14 @@ class _Reader:
     def _quote(self, question: str, answer: str, chunks: list[int]) -> str:
         """The sentence inside ``chunks`` most similar to the question and the answer; sentences of
         fewer than four words (headings, "Fee") only when there is nothing else."""
-        inside = [(a, b) for a, b in self.spans
+        spans = self.spans
+        inside = [j for j, (a, b) in enumerate(spans)
                   if any(s and a < s[1] and b > s[0] for s in (self.chunk_spans[i] for i in chunks))]
         if not inside:  # a chunk not found verbatim: sentences whose text it holds
-            inside = [(a, b) for a, b in self.spans if any(self.text[a:b] in self.chunks[i] for i in chunks)]
-        inside = inside or self.spans
-        sentences = [self.text[a:b] for a, b in inside]
-        sentences = [t for t in sentences if len(t.split()) >= 4] or sentences  # as central sentences: no headings
-        v = _unit(self.encoder.encode(sentences + [question, answer]).numpy())
-        scores = v[:-2] @ v[-2] + v[:-2] @ v[-1]
-        return sentences[int(np.argmax(scores))]
+            inside = [j for j, (a, b) in enumerate(spans) if any(self.text[a:b] in self.chunks[i] for i in chunks)]
+        inside = inside or list(range(len(spans)))
+        inside = [j for j in inside if len(self.text[slice(*spans[j])].split()) >= 4] or inside  # no headings
+        qa = _unit(self.encoder.encode([question, answer]).numpy())
+        scores = self.sentence_vectors[inside] @ qa.sum(axis=0)  # the sentences were embedded once, up front
+        a, b = spans[inside[int(np.argmax(scores))]]
+        return self.text[a:b]
