@@ -12,7 +12,8 @@
   empty password when it has one (many are "encrypted" only to restrict printing).
 - ``.docx`` (Word): the paragraphs of the main text (``word/document.xml`` in the zip archive,
   read with the standard library), table cells included, one per block; tabs and line breaks
-  kept; deleted tracked changes, headers, footers, comments and footnotes left out.
+  kept; text boxes after their paragraph (once: Word also stores a copy for old readers);
+  deleted tracked changes, headers, footers, comments and footnotes left out.
 
 Every way a document can be unusable (missing, unsupported suffix, not UTF-8, empty, a
 corrupt or password-protected PDF or Word file, a scanned PDF with no text layer) is one ``LlmlabError``
@@ -168,6 +169,7 @@ def pdf_text(path: Path) -> str:
 
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_FALLBACK = "{http://schemas.openxmlformats.org/markup-compatibility/2006}Fallback"  # a second copy for old readers
 _DOCX_LIMIT = 256 * 2**20  # bytes of XML, unpacked: a real document is far smaller, a zip bomb is not
 
 
@@ -223,5 +225,5 @@ def _docx_runs(element, parts: list[str], nested: list[str]) -> None:
             parts.append("\n")
         elif tag == f"{_W}p":
             _docx_blocks([child], nested)
-        elif tag != f"{_W}del" and not tag.endswith("Pr"):  # not deleted tracked changes, nor properties
-            _docx_runs(child, parts, nested)  # (a paragraph's tab stops are w:tab elements too)
+        elif tag not in (f"{_W}del", _FALLBACK) and not tag.endswith("Pr"):  # not deleted tracked changes, not
+            _docx_runs(child, parts, nested)  # the old readers' copy of a text box, not properties (tab stops)

@@ -102,11 +102,15 @@ def test_word_documents(tmp_path):
         "<w:tc><w:p><w:r><w:t>€100</w:t></w:r></w:p></w:tc></w:tr></w:tbl>"
         "<w:p><w:r><w:t>Main text</w:t><w:pict><w:txbxContent><w:p><w:r><w:t>In a text box</w:t></w:r></w:p>"
         "</w:txbxContent></w:pict><w:t> goes on.</w:t></w:r></w:p>"
+        '<w:p><w:r><mc:AlternateContent xmlns:mc="http://schemas.openxmlformats.org/markup-compatibility/2006">'
+        "<mc:Choice><w:drawing><w:txbxContent><w:p><w:r><w:t>Boxed once</w:t></w:r></w:p></w:txbxContent>"
+        "</w:drawing></mc:Choice><mc:Fallback><w:pict><w:txbxContent><w:p><w:r><w:t>Boxed once</w:t></w:r></w:p>"
+        "</w:txbxContent></w:pict></mc:Fallback></mc:AlternateContent></w:r></w:p>"
     )
     (tmp_path / "contract.docx").write_bytes(docx(body))
     assert read_document(tmp_path / "contract.docx") == (
         "Service agreement\n\nThe term is 12 months.\tSigned\nby both.\n\nFee\n\n€100\n\n"
-        "Main text goes on.\n\nIn a text box")
+        "Main text goes on.\n\nIn a text box\n\nBoxed once")
     for name, data, message in [
         ("notes.docx", b"plain text, renamed", "not a valid .docx file (not a zip archive)"),
         ("old.docx", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504), "a password-protected or legacy Word file"),
