@@ -22,9 +22,10 @@
   found in the document" and the model is not called: a question about one clause of a contract
   can be far from every chunk, which mixes clauses, and close to one sentence (on SciFact the
   sentence gate keeps 99.0% of answerable claims and still rejects 100% of off-topic questions,
-  bench/inspect.py calibrate); the best sentence's chunk is then among the passages. Each answer carries a quote: the
-  document sentence, inside the passages it cites (or the best passage when it cites none), most
-  similar to the question and the answer together, copied verbatim. A checklist item's verdict
+  bench/inspect.py calibrate); the best sentence's chunk is then among the passages. Each answer
+  carries a quote: the document sentence (of four words or more, when there is one), inside the
+  passages it cites (or the best passage when it cites none), most similar to the question and
+  the answer together, copied verbatim. A checklist item's verdict
   is the answer's first word when that is yes or no, otherwise "unclear".
 
 Sentences (`split_sentences`): a paragraph break, a line break before a character that is not
@@ -51,11 +52,11 @@ QUESTION_INSTRUCTION = "Using only these passages, answer in one sentence and ci
 CHECK_INSTRUCTION = ("Using only these passages, say whether the document meets this checklist item: start with "
                      "Yes or No, then give the reason in one sentence and cite the passage number like [1].")
 SUMMARIZE = "Summarize this document in a few sentences.\n\n{}"
-SUMMARY_REPETITION_PENALTY = 1.1
-SENTENCE_RELEVANCE = 0.45  # or the best sentence's cosine at least this: found (bench/inspect.py calibrate)
 SUMMARIZE_PART = "Summarize this part of a longer document in two or three sentences.\n\n{}"
 COMBINE = ("These are summaries of consecutive parts of one document:\n\n{}\n\n"
            "Combine them into one summary of a few sentences.")
+SUMMARY_REPETITION_PENALTY = 1.1
+SENTENCE_RELEVANCE = 0.45  # or the best sentence's cosine at least this: found (bench/inspect.py calibrate)
 _BOUNDARY = re.compile(r"\n\s*\n|\n[ \t]*(?=[^a-z\s])|(?:(?<=[.!?…])|(?<=[.!?…][\"'”’)\]]))\s+(?=[^a-z\s])"
                        # Chinese / Japanese: no space after the mark
                        r"|(?:(?<=[。！？])|(?<=[。！？][”’」』）]))(?![”’」』）。！？])\s*")
@@ -89,15 +90,16 @@ class Inspection:
 def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,
             encoder=None, sentences: int = 5, k: int = 3, part_tokens: int = 900, summary_tokens: int = 120,
             max_new_tokens: int = 120, threshold: float = RELEVANCE, sentence_threshold: float = SENTENCE_RELEVANCE,
-            progress: bool = False,
-            encoding: str | None = None, repetition_penalty: float = SUMMARY_REPETITION_PENALTY) -> Inspection:
+            progress: bool = False, encoding: str | None = None,
+            repetition_penalty: float = SUMMARY_REPETITION_PENALTY) -> Inspection:
     """Summarise a document and answer questions on it.
 
     ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
     .html, .pdf, .docx), is read with `read_document` (in ``encoding``, if given); any other
     string is the text itself.
     ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM.
-    ``repetition_penalty`` applies to the summaries (1 = off)."""
+    ``repetition_penalty`` applies to the summaries (1 = off); ``threshold`` / ``sentence_threshold``:
+    the best chunk's / sentence's cosine to a question at which it counts as found."""
     if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096
                                           and Path(path_or_text).suffix.lower() in SUFFIXES):
         source, text = str(path_or_text), read_document(path_or_text, encoding)
