@@ -240,6 +240,7 @@ def summarize(data: Path, n: int = 100) -> None:
 
 def speeches(data: Path) -> None:
     from llmlab.apps.inspect import SUMMARY_REPETITION_PENALTY, inspect
+    from llmlab.errors import LlmlabError
     from llmlab.fileio import read_text
     from llmlab.weights.registry import load_decoder, load_encoder
 
@@ -249,7 +250,7 @@ def speeches(data: Path) -> None:
     for f in files:
         try:
             text = read_text(f)
-        except Exception as e:  # a few speeches of the corpus are not UTF-8
+        except LlmlabError as e:  # a few speeches of the corpus are not UTF-8
             print(f"  skipped {f.name}: {e}", file=sys.stderr)
             continue
         for penalty, flags in found.items():
