@@ -134,15 +134,22 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
 
 # --- sentences ---------------------------------------------------------------------------------
 _TITLE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Messrs|Dr|Prof|Sr|Jr|St|Mt|Gen|Sen|Rep|Gov|Lt|Col|Capt)"
-                    r"|(?<![\w.])[A-Z]|\b(?:[A-Z]\.)+[A-Z])\.[\"'”’)\]]?$")  # titles, initials, U.S.
+                    r"|(?<![\w.])[A-Z]|\b(?:[A-Z]\.)+[A-Z])\.[\"'”’)\]]?$"  # titles, initials, U.S.
+                    r"|\b(?i:e\.g|i\.e|cf|vs|viz|approx|incl|esp|et al)\.$")  # abbreviations that never end one
+# "Art. 6", "Sec. 4(b)", "p. 12": a reference to a numbered part, not the end of a sentence
+_BEFORE_NUMBER = re.compile(r"\b(?:Nos?|[Aa]rts?|[Ss]ecs?|[Pp]aras?|[Ff]igs?|[Tt]ab|[Vv]ol|[Cc]h|[Ee]q|Ex|Cl|Sch|pp?)"
+                            r"\.$")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) of each sentence of ``text``, whitespace excluded; ``text[start:end]`` is verbatim."""
     spans, start = [], 0
     for m in [*_BOUNDARY.finditer(text), None]:
-        if m and m.group().count("\n") < 2 and _TITLE.search(text, max(start, m.start() - 8), m.start()):
-            continue  # "Mr. Speaker", "John F. Kennedy": a title or an initial, not the end of a sentence
+        if m and m.group().count("\n") < 2 and (
+                _TITLE.search(text, max(start, m.start() - 8), m.start())
+                or (text[m.end():m.end() + 1].isdigit() and _BEFORE_NUMBER.search(text, max(start, m.start() - 6),
+                                                                                  m.start()))):
+            continue  # "Mr. Speaker", "John F. Kennedy", "e.g. Python", "Art. 6": not the end of a sentence
         end = m.start() if m else len(text)
         piece = text[start:end]
         if piece.strip():

@@ -44,6 +44,11 @@ def test_sentences_are_verbatim_spans():
     speech = "Mr. Speaker, Mr.\nPresident: the U.S. Army and John F. Kennedy. Gen. Marshall spoke.\n\nSt. Louis."
     assert [speech[a:b] for a, b in split_sentences(speech)] == [
         "Mr. Speaker, Mr.\nPresident: the U.S. Army and John F. Kennedy.", "Gen. Marshall spoke.", "St. Louis."]
+    refs = ("Languages, e.g. Python and Go, work. Smith et al. (2005) found 5.2 vs. 4.1 mg. See Art. 6 GDPR "
+            "and Sec. 4(b) on p. 12. He said no. 5 came.")
+    assert [refs[a:b] for a, b in split_sentences(refs)] == [
+        "Languages, e.g. Python and Go, work.", "Smith et al. (2005) found 5.2 vs. 4.1 mg.",
+        "See Art. 6 GDPR and Sec. 4(b) on p. 12.", "He said no.", "5 came."]
     assert split_sentences("") == [] and split_sentences("  one  ") == [(2, 5)]
     zh = "长城很长。它有两千多年的历史！你去过吗？\n\n他说：“我去过。”然后走了。「かぎ括弧。」最後！？ 本当に。"
     assert [zh[a:b] for a, b in split_sentences(zh)] == [
