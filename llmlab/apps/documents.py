@@ -3,7 +3,8 @@
 - ``.txt`` / ``.md``: read as they are, in UTF-8 unless a byte-order mark or the caller says
   otherwise (see `llmlab.fileio.decode_text`); a leading byte-order mark is dropped.
 - ``.html`` / ``.htm``: the standard library's ``html.parser``; ``script``, ``style`` and
-  similar non-text elements are dropped, block elements (paragraphs, headings, list items,
+  similar non-text elements are dropped, and so are a saved page's menus, banners and footers
+  when it marks its content (see `html_text`); block elements (paragraphs, headings, list items,
   table rows) are separated by a blank line, ``<br>`` is a line break, other whitespace runs
   become one space (``<pre>`` keeps its line breaks; lines lose their indentation). Without a
   byte-order mark or an encoding from the caller, a ``<meta charset>`` in the first 2 kB names
@@ -79,55 +80,105 @@ def read_document(path: str | Path, encoding: str | None = None) -> str:
     return text
 
 
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+         "wbr"}  # elements with no end tag
+_AROUND = {"navigation", "banner", "contentinfo", "search", "complementary", "dialog", "alertdialog"}  # ARIA roles
+_MAIN, _ARTICLE, _PAGE, _DROP = 1, 2, 4, 8  # what an open element makes of the text inside it
+
+
 class _TextParser(HTMLParser):
-    """Collects text; block boundaries as "\\n\\n" marks, <br> as "\\n"."""
+    """Collects text parts, each with what encloses it (main content, an article, the page's own
+    header or footer, something never shown); block boundaries as "\n\n" marks, <br> as "\n"."""
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0  # depth inside script/style/...
+        self.parts: list[tuple[str, int]] = []
+        self.open: list[tuple[str, int]] = []  # open elements and their marks
+        self.marks = 0  # the marks of the open elements, or-ed
         self.pre = 0  # depth inside <pre>: whitespace kept
+        self.title: list[str] = []
+
+    def _mark(self, tag: str, attrs: dict) -> int:
+        if (tag in _SKIP or tag == "nav" or "hidden" in attrs or attrs.get("aria-hidden") == "true"
+                or attrs.get("role") in _AROUND):
+            return _DROP
+        if tag == "main" or attrs.get("role") == "main":
+            return _MAIN
+        if tag == "article":
+            return _ARTICLE
+        if tag in ("header", "footer", "aside") and not self.marks & (_MAIN | _ARTICLE):
+            return _PAGE  # the site's banner, menus and small print around the content
+        return 0
+
+    def _add(self, text: str) -> None:
+        self.parts.append((text, self.marks))
 
     def handle_starttag(self, tag, attrs):
-        if tag in _SKIP:
-            self.skipping += 1
-        elif tag == "br":
-            self.parts.append("\n")
+        if tag not in _VOID:
+            mark = self._mark(tag, dict(attrs))
+            self.open.append((tag, mark))
+            self.marks |= mark
+        if tag == "br":
+            self._add("\n")
         elif tag in _BLOCKS:
-            self.parts.append("\n\n")
+            self._add("\n\n")
             self.pre += tag == "pre"
             if tag == "li":
-                self.parts.append("- ")
+                self._add("- ")
         elif tag in ("td", "th"):
-            self.parts.append(" ")
+            self._add(" ")
 
     def handle_startendtag(self, tag, attrs):
         if tag == "br":
-            self.parts.append("\n")
+            self._add("\n")
         elif tag == "hr":
-            self.parts.append("\n\n")
+            self._add("\n\n")
 
     def handle_endtag(self, tag):
-        if tag in _SKIP:
-            self.skipping = max(self.skipping - 1, 0)
-        elif tag in _BLOCKS:
-            self.parts.append("\n\n")
+        if any(t == tag for t, _ in self.open):  # close it and whatever was left open inside it
+            while self.open.pop()[0] != tag:
+                pass
+            self.marks = 0
+            for _, mark in self.open:
+                self.marks |= mark
+        if tag in _BLOCKS:
+            self._add("\n\n")
             self.pre = max(self.pre - (tag == "pre"), 0)
 
     def handle_data(self, data):
-        if self.skipping:
-            return
-        self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
+        if not self.marks & _DROP:
+            self._add(data if self.pre else re.sub(r"\s+", " ", data))
+            if self.open and self.open[-1][0] == "title":
+                self.title.append(data)
+
+    def handle_comment(self, data):
+        pass
 
 
 def html_text(html: str) -> str:
-    """Visible text of an HTML page, one block per paragraph (blank line between blocks)."""
+    """Visible text of an HTML page, one block per paragraph (blank line between blocks).
+
+    A saved web page is mostly not its content: menus, banners, cookie notices, footers. Menus
+    (``nav``), hidden elements and ARIA landmarks around the content (navigation, banner,
+    contentinfo, search, complementary, dialog) are always left out. When the page marks its
+    content (``<main>``, ``role="main"``, else ``<article>``), the text is the page's title and
+    that content; otherwise everything else, except a page-level ``header``/``footer``/``aside``
+    when other text remains."""
     parser = _TextParser()
     parser.feed(html)
     parser.close()
-    text = "".join(parser.parts)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+    def text_of(inside: int = 0, outside: int = 0) -> str:  # the parts inside any of ``inside``, outside ``outside``
+        text = "".join(part for part, marks in parser.parts
+                       if (not inside or marks & inside) and not marks & outside)
+        text = "\n".join(line.strip() for line in text.split("\n"))
+        return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+    for region in (_MAIN, _ARTICLE):
+        if content := text_of(inside=region):
+            title = re.sub(r"\s+", " ", "".join(parser.title)).strip()
+            return f"{title}\n\n{content}" if title and not content.startswith(title) else content
+    return text_of(outside=_PAGE) or text_of()
 
 
 def pdf_text(path: Path) -> str:

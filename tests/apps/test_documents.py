@@ -53,6 +53,29 @@ def test_html_drops_scripts_and_keeps_blocks(tmp_path):
 
 
 
+SAVED_PAGE = """<!doctype html><html><head><title>Data protection policy | Acme Ltd</title></head><body>
+<div id="cookies" role="dialog"><p>We use cookies. <button>Accept all</button></p></div>
+<header><a href="/">Acme</a><nav><ul><li><a>Home</a></li><li><a>Products</a></li></ul></nav></header>
+<div class="page"><main><article><header><h1>Data protection policy</h1><p>Updated 1 May 2024</p></header>
+<p>We keep your data for <b>two years</b>.<p>Our officer is Jane Roe.
+<div hidden>Draft: do not publish</div><aside>Related: the terms of service</aside></article></main>
+<div role="complementary">Popular: prices</div></div>
+<footer><p>&copy; 2024 Acme Ltd &middot; <a>Privacy</a></p></footer></body></html>"""
+
+
+def test_saved_web_page_keeps_its_content_not_the_menus(tmp_path):
+    """A page as a browser saves it: the title and the main content, without cookie notice, menus,
+    site header and footer, sidebars or hidden drafts (they would be summarised and indexed)."""
+    content = ("Data protection policy\n\nUpdated 1 May 2024\n\nWe keep your data for two years.\n\n"
+               "Our officer is Jane Roe.\n\nRelated: the terms of service")
+    assert html_text(SAVED_PAGE) == f"Data protection policy | Acme Ltd\n\n{content}"
+    assert html_text(SAVED_PAGE.replace("<main>", "").replace("</main>", "")) == html_text(SAVED_PAGE)  # <article>
+    bare = SAVED_PAGE.replace("main>", "div>").replace("article>", "div>")  # no marked content: all but the chrome
+    assert html_text(bare) == ("Data protection policy | Acme Ltd\n\nWe keep your data for two years.\n\n"
+                               "Our officer is Jane Roe.")
+    assert html_text("<header><h1>Only a header</h1></header>") == "Only a header"  # never nothing when there is text
+    assert html_text('<main role="main"><p>a<p>b</main><p>c') == "a\n\nb"  # unclosed <p> closed by </main>
+
 def test_encodings_other_than_utf8(tmp_path):
     (tmp_path / "win.txt").write_bytes("naïve café – “quoted”\n".encode("cp1252"))
     assert read_document(tmp_path / "win.txt", encoding="cp1252") == "naïve café – “quoted”\n"
