@@ -555,12 +555,17 @@ def cmd_index(args) -> int:
     if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
         print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
               "UTF-8 files are still read as UTF-8", file=sys.stderr)
-    report = Index(args.index, create=True).add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet)
+    index = Index(args.index, create=True)
+    if args.rebuild:
+        index.clear()
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
     if args.format == "json":
-        print(json.dumps(report.__dict__))
+        print(json.dumps(report.__dict__ | {"unreadable": skipped}, ensure_ascii=False))
     else:
-        print(f"{report.indexed} file(s) indexed, {report.skipped} unchanged, {report.chunks} new chunks; "
-              f"{report.total_chunks} chunks in {args.index}")
+        removed = f", {report.removed} removed (no longer there)" if report.removed else ""
+        print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, {report.chunks} new chunks; "
+              f"{report.total_chunks} chunks in {args.index}" + (f"; {len(skipped)} unreadable" if skipped else ""))
     return 0
 
 
@@ -1096,13 +1101,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     ix = sub.add_parser("index", help="build or update a search index over .txt / .md / .html / .pdf / .docx files",
                         description="Chunk files by tokens, embed with MiniLM and index for BM25, in DIR/index.sqlite. "
-                                    "Unchanged files are skipped on later runs.")
+                                    "Unchanged files are kept as they are on later runs; files gone from a folder "
+                                    "given (deleted, renamed, no longer readable) are taken out of the index.")
     ix.add_argument("paths", nargs="+", metavar="PATH",
                     help="files or folders (searched for .txt, .md, .html, .pdf and .docx; unreadable files found in "
                          "folders are skipped with a notice)")
     ix.add_argument("--index", required=True, metavar="DIR")
-    ix.add_argument("--chunk-tokens", type=int, default=200, metavar="N")
-    ix.add_argument("--overlap", type=int, default=40, metavar="N")
+    ix.add_argument("--chunk-tokens", type=int, default=None, metavar="N",
+                    help="tokens per chunk, at most 512, what MiniLM reads (default: the index's own; 200 for a new "
+                         "one)")
+    ix.add_argument("--overlap", type=int, default=None, metavar="N",
+                    help="tokens shared by consecutive chunks (default: the index's own; 40 for a new one)")
+    ix.add_argument("--rebuild", action="store_true",
+                    help="empty the index first (e.g. to change --chunk-tokens), then index PATHs")
     encoding_option(ix, "the .txt / .md / .html files (PDF and Word files carry their own)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
     ix.add_argument("--format", choices=["text", "json"], default="text")

@@ -22,6 +22,7 @@ Tests: tests/apps/test_search.py.
 """
 
 import hashlib
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -73,17 +74,30 @@ class Hit:
 class IndexReport:
     files: int  # files given
     indexed: int  # files (re)embedded now
-    skipped: int  # unchanged since the last run
+    unchanged: int  # the same text as at the last run: kept as it was
+    removed: int  # files no longer there (deleted, renamed, now unreadable) taken out of the index
     chunks: int  # chunks written now
     total_chunks: int  # chunks in the index
 
 
-def chunk_text(text: str, tokenizer, chunk_tokens: int = 200, overlap: int = 40) -> list[str]:
-    """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` after the last."""
+DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP = 200, 40
+MAX_CHUNK_TOKENS = 512  # MiniLM reads 512 positions: the rest of a longer chunk would not be in its vector
+
+
+def check_chunking(chunk_tokens: int, overlap: int) -> None:
     if chunk_tokens < 1:
         raise LlmlabError(f"chunks must be at least 1 token long, not {chunk_tokens}")
+    if chunk_tokens > MAX_CHUNK_TOKENS:
+        raise LlmlabError(f"chunks can be at most {MAX_CHUNK_TOKENS} tokens long, not {chunk_tokens}: MiniLM reads "
+                          f"{MAX_CHUNK_TOKENS} tokens, so the end of a longer chunk would not be searched by meaning")
     if not 0 <= overlap < chunk_tokens:
         raise LlmlabError(f"overlap must be in 0..{chunk_tokens - 1}, not {overlap}")
+
+
+def chunk_text(text: str, tokenizer, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, overlap: int = DEFAULT_OVERLAP
+               ) -> list[str]:
+    """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` after the last."""
+    check_chunking(chunk_tokens, overlap)
     ids = tokenizer.encode(text, special=False)
     step = chunk_tokens - overlap
     chunks = [tokenizer.decode(ids[start:start + chunk_tokens]).strip()
@@ -96,12 +110,17 @@ class Index:
 
     def __init__(self, directory: str | Path, create: bool = False):
         self.directory = Path(directory)
-        path = self.directory / INDEX_FILE
+        path = self.path = self.directory / INDEX_FILE
+        missing = f"{self.directory}: no index here (build one with `llmlab index PATH... --index DIR`)"
         if not path.is_file() and not create:
-            raise LlmlabError(f"{self.directory}: no index here (build one with `llmlab index PATH... --index DIR`)")
+            raise LlmlabError(missing)
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(path)
+            tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not create and not {"meta", "docs"} <= tables:
+                self.db.close()
+                raise LlmlabError(missing if not tables else f"{path}: not an index (an SQLite file of other tables)")
             self.db.executescript(SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
             if row is None:  # a new index, or one written before versions were recorded
@@ -120,8 +139,11 @@ class Index:
         except sqlite3.DatabaseError as e:
             raise LlmlabError(f"{path}: not a readable index ({e})") from None
         if version != SCHEMA_VERSION:
-            raise LlmlabError(f"{path}: an index in an older format (version {version}); "
-                              "delete the folder and build it again with `llmlab index`")
+            newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
+            raise LlmlabError(f"{path}: an index in a {'newer' if newer else 'older'} format (version {version}, "
+                              f"this llmlab reads {SCHEMA_VERSION}); "
+                              + ("use the llmlab that built it, or " if newer else "")
+                              + "delete the folder and build it again with `llmlab index`")
         self._vectors = None
         self._encoder = None
         self._last_query = None
@@ -134,13 +156,46 @@ class Index:
         return self._encoder
 
     # --- building ---------------------------------------------------------------------------
-    def add(self, documents: list[tuple[str, str]], chunk_tokens: int = 200, overlap: int = 40,
-            progress: bool = False) -> IndexReport:
-        """Index (path or id, text) pairs; unchanged ones are skipped."""
+    def chunking(self) -> tuple[int, int] | None:
+        """(chunk tokens, overlap) the index was built with; None for an index with no files yet."""
+        rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('chunk_tokens', 'overlap')"))
+        if len(rows) == 2:
+            return int(rows["chunk_tokens"]), int(rows["overlap"])
+        has_docs = self.db.execute("SELECT 1 FROM docs LIMIT 1").fetchone() is not None
+        return (DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP) if has_docs else None  # built before they were recorded
+
+    def clear(self) -> None:
+        """Take every file out of the index (the chunking is chosen again at the next `add`)."""
+        with self.db:
+            for table in ("chunks_fts", "chunks", "docs"):
+                self.db.execute(f"DELETE FROM {table}")
+            self.db.execute("DELETE FROM meta WHERE key IN ('chunk_tokens', 'overlap')")
+        self._vectors = None
+
+    def add(self, documents: list[tuple[str, str]], chunk_tokens: int | None = None, overlap: int | None = None,
+            progress: bool = False, folders: list[str | Path] = ()) -> IndexReport:
+        """Index (path or id, text) pairs; unchanged ones are kept as they are.
+
+        ``chunk_tokens`` / ``overlap`` (default: the index's own, or 200 / 40 for a new index) must
+        match the index's: its chunks are all cut one way. ``folders``: folders whose files are
+        ``documents``, as read now; a file indexed before under one of them that is not among
+        ``documents`` (deleted, renamed, no longer readable) is removed, so that search never cites it."""
         from llmlab.tokenize import load_tokenizer
 
+        built = self.chunking()
+        chunk_tokens = chunk_tokens if chunk_tokens is not None else (built or (DEFAULT_CHUNK_TOKENS,))[0]
+        overlap = overlap if overlap is not None else (built or (0, DEFAULT_OVERLAP))[1]
+        check_chunking(chunk_tokens, overlap)
+        if built is not None and built != (chunk_tokens, overlap):
+            raise LlmlabError(
+                f"{self.directory}: this index cuts files into {built[0]}-token chunks overlapping by {built[1]}, "
+                f"not {chunk_tokens} / {overlap}; index into a new folder, or rebuild this one with --rebuild")
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                [("chunk_tokens", str(chunk_tokens)), ("overlap", str(overlap))])
+        removed = self._remove_missing(folders, {name for name, _ in documents}) if folders else 0
         tokenizer = load_tokenizer("smollm2")
-        indexed = skipped = written = 0
+        indexed = unchanged = written = 0
         pending: list[tuple] = []  # (name, digest, old doc id, chunks): embedded together, ~256 chunks at a time
 
         def flush():
@@ -165,7 +220,7 @@ class Index:
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
             row = self.db.execute("SELECT id, sha256 FROM docs WHERE path = ?", (name,)).fetchone()
             if row and row[1] == digest:
-                skipped += 1
+                unchanged += 1
                 continue
             pending.append((name, digest, row[0] if row else None, chunk_text(text, tokenizer, chunk_tokens, overlap)))
             if sum(len(p[3]) for p in pending) >= 256:
@@ -173,7 +228,19 @@ class Index:
         flush()
         self._vectors = None
         total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return IndexReport(len(documents), indexed, skipped, written, total)
+        return IndexReport(len(documents), indexed, unchanged, removed, written, total)
+
+    def _remove_missing(self, folders: list[str | Path], present: set[str]) -> int:
+        """Remove the files indexed under ``folders`` that are not in ``present``; how many."""
+        roots = [str(Path(f).resolve()) for f in folders]
+        gone = [(doc, path) for doc, path in self.db.execute("SELECT id, path FROM docs")
+                if path not in present and any(path.startswith(root.rstrip("/\\") + os.sep) for root in roots)]
+        for doc, _ in gone:
+            with self.db:
+                self._delete(doc)
+                self.db.execute("DELETE FROM docs WHERE id = ?", (doc,))
+        self._vectors = None
+        return len(gone)
 
     def _delete(self, doc: int) -> None:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc = ?", (doc,))]
@@ -188,6 +255,13 @@ class Index:
             raise LlmlabError("empty query")
         if k < 1:
             raise LlmlabError(f"k must be at least 1, not {k}")
+        try:
+            return self._search(query, k, mode)
+        except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # vectors cut short, rows missing...
+            raise LlmlabError(f"{self.path}: the index is damaged ({type(e).__name__}: {e}); delete the folder and "
+                              "build it again with `llmlab index`") from None
+
+    def _search(self, query: str, k: int, mode: str) -> list[Hit]:
         if self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0:
             raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
         if mode == "dense":

@@ -50,11 +50,71 @@ def test_dense_search_matches_meaning_without_shared_words(corpus, tmp_path):
 def test_reindexing_skips_unchanged_files(corpus, tmp_path):
     index = Index(tmp_path / "ix", create=True)
     first = index.add(read_documents([corpus]))
-    assert (first.indexed, first.skipped) == (3, 0) and first.total_chunks == 3
+    assert (first.indexed, first.unchanged) == (3, 0) and first.total_chunks == 3
     (corpus / "tea.md").write_text("Black tea is fully oxidized.", encoding="utf-8")
     second = Index(tmp_path / "ix").add(read_documents([corpus]))
-    assert (second.indexed, second.skipped, second.total_chunks) == (1, 2, 3)
+    assert (second.indexed, second.unchanged, second.total_chunks) == (1, 2, 3)
     assert Index(tmp_path / "ix").search("oxidized black tea", mode="bm25")[0].text == "Black tea is fully oxidized."
+
+
+def test_files_gone_from_a_folder_leave_the_index(corpus, tmp_path, capsys):
+    """Deleted, renamed and no-longer-readable files are taken out, so search and ask never cite them;
+    files indexed from another folder stay."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "moon.txt").write_text("The Moon orbits the Earth every 27 days.", encoding="utf-8")
+    index = str(tmp_path / "ix")
+    for folder in (corpus, other):
+        assert main(["index", str(folder), "--index", index, "--quiet"]) == 0
+    (corpus / "paris.txt").rename(corpus / "france.txt")
+    (corpus / "python.txt").unlink()
+    (corpus / "tea.md").write_text("", encoding="utf-8")  # now unreadable: empty
+    capsys.readouterr()
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["indexed"], report["unchanged"], report["removed"]) == (1, 0, 3)
+    paths = {Path(h.path).name for h in Index(index).search("Paris tea Python Moon", k=10)}
+    assert paths == {"france.txt", "moon.txt"}
+
+
+def test_chunking_is_the_index_own(corpus, tmp_path, capsys):
+    """An index cuts all its files one way: other settings are refused unless it is rebuilt; chunks
+    longer than MiniLM reads are refused."""
+    index = str(tmp_path / "ix")
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--chunk-tokens", "8", "--overlap", "2"]) == 0
+    assert Index(index).chunking() == (8, 2)
+    (corpus / "moon.txt").write_text("The Moon orbits the Earth every 27 days, as seen from here.", encoding="utf-8")
+    assert main(["index", str(corpus), "--index", index, "--quiet"]) == 0  # the index's own settings
+    assert max(len(h.text.split()) for h in Index(index).search("Moon orbits", k=20, mode="bm25")) <= 8
+    capsys.readouterr()
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--chunk-tokens", "100"]) == 2
+    assert "8-token chunks overlapping by 2, not 100 / 2" in capsys.readouterr().err
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--chunk-tokens", "100", "--rebuild"]) == 0
+    assert Index(index).chunking() == (100, 40) and Index(index).search("Moon", k=1)[0].text.endswith("from here.")
+    assert main(["index", str(corpus), "--index", str(tmp_path / "big"), "--quiet", "--chunk-tokens", "5000"]) == 2
+    assert "at most 512 tokens long" in capsys.readouterr().err
+
+
+def test_damaged_or_foreign_index_is_one_line(corpus, tmp_path, capsys):
+    import shutil
+
+    index = tmp_path / "ix"
+    Index(index, create=True).add(read_documents([corpus]))
+    for name, damage in (("cut", "UPDATE chunks SET vector = substr(vector, 1, 100) WHERE id = 2"),
+                         ("nodocs", "DROP TABLE docs"), ("newer", "UPDATE meta SET value = '99' WHERE key = 'schema'")):
+        shutil.copytree(index, tmp_path / name)
+        db = sqlite3.connect(tmp_path / name / "index.sqlite")
+        db.execute(damage)
+        db.commit()
+        db.close()
+        assert main(["search", "green tea", "--index", str(tmp_path / name), "--mode", "dense"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert {"cut": "the index is damaged", "nodocs": "not an index", "newer": "newer format"}[name] in err
+    (tmp_path / "zero").mkdir()
+    (tmp_path / "zero" / "index.sqlite").write_bytes(b"")  # searching does not make it an index
+    assert main(["search", "tea", "--index", str(tmp_path / "zero")]) == 2
+    assert "no index here" in capsys.readouterr().err and (tmp_path / "zero" / "index.sqlite").stat().st_size == 0
 
 
 def test_bm25_matches_word_forms_by_stem(corpus, tmp_path):
@@ -180,10 +240,11 @@ def test_cli_index_reads_other_encodings_when_named(corpus, tmp_path, capsys):
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
     captured = capsys.readouterr()
     assert json.loads(captured.out)["indexed"] == 4
+    assert [Path(r.split(":")[0]).name for r in json.loads(captured.out)["unreadable"]] == ["café.txt"]
     assert "skipped" in captured.err and "café.txt: not valid UTF-8" in captured.err and "--encoding" in captured.err
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json", "--encoding", "latin-1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["indexed"], report["skipped"], report["chunks"]) == (1, 4, 1)
+    assert (report["indexed"], report["unchanged"], report["chunks"]) == (1, 4, 1)
     hits = Index(index).search("café crème", k=1, mode="bm25")
     assert hits[0].path.endswith("café.txt") and "Le café crème" in hits[0].text
     # From scratch, the named encoding reads the latin-1 file and leaves the UTF-8 one as it is.
