@@ -393,6 +393,16 @@ def cmd_classify(args) -> int:
                           "(or use --method zero-shot / generative with --labels)")
     result = classify(texts, method=args.method, labels=labels, train_texts=train_texts, train_labels=train_labels,
                       true_labels=truth, question=args.question, progress=not args.quiet, model=args.model)
+    if result.details.get("cut_texts"):
+        print(f"llmlab: {result.details['cut_texts']} text(s) longer than the model's context window were "
+              "classified on their beginning", file=sys.stderr)
+    if foreign := result.details.get("true_labels_not_predictable"):
+        shown = ", ".join(map(repr, foreign[:5])) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        print(f"llmlab: warning: true label(s) {shown} of --label-column are not among the labels this method "
+              f"predicts ({', '.join(map(repr, result.labels[:5]))}{', ...' if len(result.labels) > 5 else ''}), "
+              "so those rows can only be wrong"
+              + ("; name the labels as the file does (--labels 0=a negative review,1=...)" if labels else ""),
+              file=sys.stderr)
     png = None
     if args.out:
         extra = added_columns(header, ["predicted_label", "confidence"])
@@ -404,7 +414,8 @@ def cmd_classify(args) -> int:
             confusion_png(result, png)
     if args.format == "json":
         doc = {"method": result.method, "labels": result.labels, "out": args.out,
-               "empty_texts": result.details.get("empty_texts", 0),
+               "empty_texts": result.details.get("empty_texts", 0), "cut_texts": result.details.get("cut_texts", 0),
+               "true_labels_not_predictable": result.details.get("true_labels_not_predictable", []),
                "predictions": [{"predicted_label": p or None, "confidence": round(c, 4) if p else None}
                                for p, c in zip(result.predicted, result.confidence)]}
         if result.metrics:

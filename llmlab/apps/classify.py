@@ -130,6 +130,9 @@ def classify(
             result.details["unscored"] = len(true_labels) - len(scored)
         result.metrics = evaluate([true_labels[i] for i in scored], [result.predicted[i] for i in scored],
                                   result.labels)
+        foreign = sorted({true_labels[i] for i in scored} - set(result.labels))
+        if foreign:  # "0"/"1" in the file, "negative"/"positive" given: every one of those rows is wrong
+            result.details["true_labels_not_predictable"] = foreign
     return result
 
 
@@ -156,7 +159,9 @@ def evaluate(true: list[str], predicted: list[str], labels: list[str]) -> Metric
                  for i, n in enumerate(names)}
     return Metrics(
         accuracy=float(accuracy_score(true, predicted)),
-        macro_f1=float(f1_score(true, predicted, labels=sorted(set(true)), average="macro", zero_division=0)),
+        # over the classes that occur as true or predicted labels (scikit-learn's default): a class
+        # predicted but never true counts, with F1 0, as it does in the per-class table
+        macro_f1=float(f1_score(true, predicted, average="macro", zero_division=0)),
         per_class=per_class,
         confusion=confusion_matrix(true, predicted, labels=names).tolist(),
     )
@@ -275,16 +280,36 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
     def prompt(text: str) -> list[int]:
         return tok.encode(template.render([{"role": "user", "content": f"{question}\n\nText: {text}"}]))
 
+    room = model.config.max_seq_len - max(len(o) for o in options)  # the prompt and the longest label fit
+    frame = len(prompt(""))
+    if frame >= room:
+        raise LlmlabError(f"the question and labels alone take {frame} tokens, more than the model's context window "
+                          f"of {model.config.max_seq_len} leaves")
+    cut = 0
+
+    def fitted(text: str) -> list[int]:
+        """The prompt for ``text``; a text too long for the context window keeps its beginning."""
+        nonlocal cut
+        ids = prompt(text)
+        if len(ids) <= room:
+            return ids
+        cut += 1
+        pieces = tok.encode(text, special=False)
+        keep = max(room - frame - 2, 0)  # a token or two of slack: joining may merge differently
+        while len(ids := prompt(tok.decode(pieces[:keep]))) > room:
+            keep -= max(len(ids) - room, 1)
+        return ids
+
     # Contextual calibration (Zhao et al. 2021): small models prefer some labels whatever the
     # text; their scores for a content-free text measure that bias, which is subtracted.
     bias = torch.tensor(_continuation_logprobs(model, prompt("N/A"), options))
     predicted, confidence = [], []
     for text in tqdm(texts, desc="classifying", unit="text", disable=not progress):
-        scores = torch.tensor(_continuation_logprobs(model, prompt(text), options)) - bias
+        scores = torch.tensor(_continuation_logprobs(model, fitted(text), options)) - bias
         probs = scores.softmax(dim=0)
         predicted.append(names[int(scores.argmax())])
         confidence.append(float(probs.max()))
-    return Classification("generative", names, predicted, confidence)
+    return Classification("generative", names, predicted, confidence, details={"cut_texts": cut} if cut else {})
 
 
 def _continuation_logprobs(model, prompt: list[int], options: list[list[int]]) -> list[float]:

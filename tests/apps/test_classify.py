@@ -81,6 +81,33 @@ def test_evaluate_counts():
     assert m.accuracy == 0.75 and m.confusion == [[1, 1], [0, 2]]
     assert m.per_class["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
     assert m.macro_f1 == pytest.approx((2 / 3 + 0.8) / 2)
+    # a class predicted but never true counts with F1 0, as in the table and in scikit-learn
+    from sklearn.metrics import f1_score
+
+    true, predicted = ["a", "a", "a", "a"], ["a", "b", "a", "b"]
+    m = evaluate(true, predicted, ["a", "b"])
+    assert m.per_class["b"]["f1"] == 0 and m.macro_f1 == pytest.approx(f1_score(true, predicted, average="macro"))
+    assert m.macro_f1 == pytest.approx((m.per_class["a"]["f1"] + 0) / 2)
+
+
+def test_generative_reads_the_beginning_of_a_text_longer_than_the_context(smollm2_model):
+    long = POSITIVE[0] + " " + "and so on " * 4000  # ~12k tokens: more than SmolLM2's 8,192
+    r = classify([long, NEGATIVE[0]], "generative", labels={"positive": "positive", "negative": "negative"},
+                 decoder=smollm2_model)
+    assert r.details["cut_texts"] == 1 and set(r.predicted) <= {"positive", "negative"}
+
+
+def test_cli_warns_when_true_labels_are_not_the_labels(tmp_path, capsys):
+    write(tmp_path / "coded.csv", [(t, "1" if y == "pos" else "0") for t, y in zip(TEXTS, LABELS)])
+    code = main(["classify", str(tmp_path / "coded.csv"), "--text-column", "text", "--label-column", "label",
+                 "--method", "zero-shot", "--labels", "positive,negative", "--quiet", "--format", "json"])
+    captured = capsys.readouterr()
+    assert code == 0 and json.loads(captured.out)["true_labels_not_predictable"] == ["0", "1"]
+    assert "true label(s) '0', '1' of --label-column are not among the labels" in captured.err
+    assert "--labels 0=" in captured.err
+    main(["classify", str(tmp_path / "coded.csv"), "--text-column", "text", "--label-column", "label",
+          "--method", "zero-shot", "--quiet"])  # the labels taken from the file: nothing to warn about
+    assert "warning" not in capsys.readouterr().err
 
 
 def test_argument_errors(encoder):
