@@ -409,7 +409,7 @@ def cmd_classify(args) -> int:
         out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}" if p else ""))))  # an empty text: no label
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
         write_csv(args.out, header + extra, out_rows, args.delimiter, from_a_spreadsheet(args.file, args.encoding))
-        if result.metrics:
+        if result.metrics and (Path(args.out).is_file() or not Path(args.out).exists()):  # not beside /dev/stdout
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
     if args.format == "json":
@@ -1301,6 +1301,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `llmlab tokenize ... | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # the system refused: a full disk under stdout, a file that vanished, ...
+        print(f"llmlab: error: {f'{e.filename}: ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        return 1
 
 
 if __name__ == "__main__":

@@ -135,9 +135,19 @@ def output_folder(path: str | os.PathLike) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` via a temporary file in the same folder and a rename (missing
-    folders are made). A failure (a folder in the way, no permission, a full disk) is one
+    folders are made); through a symbolic link, to its target; to a device or pipe (/dev/stdout),
+    directly. A failure (a folder in the way, no permission, a full disk) is one
     ``LlmlabError`` line, and the file is left as it was."""
     p = output_path(path)
+    if p.is_symlink():  # write where the link points, and keep the link
+        p = Path(os.path.realpath(p))
+    if p.exists() and not p.is_file():  # /dev/stdout, /dev/null, a named pipe: no rename there
+        try:
+            with open(p, "wb") as f:
+                f.write(data)
+        except OSError as e:
+            raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
+        return p
     tmp = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -75,3 +75,37 @@ def test_an_os_refusal_is_a_one_line_error():
 
     with pytest.raises(LlmlabError, match="/proc/self/llmlab.txt: cannot write"):
         atomic_write_text("/proc/self/llmlab.txt", "x")
+
+
+def test_writes_go_through_links_and_into_pipes(tmp_path):
+    """A symbolic link stays a link (its target is written); a named pipe is written into, not replaced."""
+    import threading
+
+    from llmlab.fileio import atomic_write_text
+
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real" / "target.csv")
+    atomic_write_text(tmp_path / "link.csv", "through")
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real" / "target.csv").read_text() == "through"
+    if not hasattr(os, "mkfifo"):
+        return
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(open(fifo, "rb").read()))
+    reader.start()
+    atomic_write_text(fifo, "streamed")
+    reader.join(timeout=10)
+    assert received == [b"streamed"] and fifo.is_fifo()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device that is always full)")
+def test_a_full_stdout_is_a_one_line_error():
+    import subprocess
+    import sys
+
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "llmlab.cli", "tokenize", "-t", "char", "hello"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == "llmlab: error: No space left on device\n", done.stderr  # no traceback
