@@ -908,7 +908,7 @@ def _experiment_parser(sub) -> None:
     ex.add_argument("--list", action="store_true", help="the experiments and the claim each tests")
     ex.add_argument("--out", type=_out_folder_path, metavar="DIR", help="where to write (default out/experiments/NAME)")
     ex.add_argument("--quick", action="store_true", help="the small version (seconds, no data sets needed)")
-    ex.add_argument("--seed", type=int, default=0, metavar="N")
+    ex.add_argument("--seed", type=_seed, default=0, metavar="N")
     ex.add_argument("--format", choices=["text", "json"], default="text")
     ex.set_defaults(func=cmd_experiment)
 
@@ -931,6 +931,32 @@ def _delimiter_for(value: str) -> str:
     return delimiter_for("", value)
 
 
+def _ranged(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse ``type``: an int or a finite float in [low, high] (open ends where said)."""
+    span = f"{'(' if low_open else '['}{'-inf' if low is None else low}, {'inf' if high is None else high}" \
+           f"{')' if high_open or high is None else ']'}"
+
+    def convert(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, not "
+                                             f"{value!r}") from None
+        if not (x == x and abs(x) != float("inf")):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, not {value!r}")
+        if (low is not None and (x < low or low_open and x == low)) or (
+                high is not None and (x > high or high_open and x == high)):
+            bound = f"{'>' if low_open else 'at least'} {low}" if high is None else f"in {span}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return x
+
+    return convert
+
+
+_count = _ranged(int, 1)  # tokens, epochs, batch sizes...: at least one
+_seed = _ranged(int, 0, 2**32 - 1)  # what every random generator here takes (numpy's: below 2**32)
+_positive = _ranged(float, 0, low_open=True)
+_share = _ranged(float, 0, 1, high_open=True)  # a fraction in [0, 1)
 _encoding = _checked(check_encoding)
 _delimiter = _checked(_delimiter_for)
 _out_file = _checked(lambda value: str(output_path(value)))  # a folder, or a path under a file, is refused
@@ -1001,13 +1027,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="smollm2 (default) or a path to a Llama-family .gguf file")
         sp.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (`llmlab finetune sft --lora`) "
                         "to merge into the model before generating")
-        sp.add_argument("--max-new-tokens", type=int, default=max_new_tokens, metavar="N")
-        sp.add_argument("--temperature", type=float, default=temperature, metavar="T", help="0 = greedy")
-        sp.add_argument("--top-k", type=int, metavar="K", help="sample only from the K most likely tokens")
-        sp.add_argument("--top-p", type=float, metavar="P", help="sample from the smallest set with probability P")
-        sp.add_argument("--seed", type=int, metavar="S", help="seed for sampling: same seed, same text")
+        sp.add_argument("--max-new-tokens", type=_count, default=max_new_tokens, metavar="N")
+        sp.add_argument("--temperature", type=_ranged(float, 0), default=temperature, metavar="T",
+                        help="0 = greedy")
+        sp.add_argument("--top-k", type=_count, metavar="K", help="sample only from the K most likely tokens")
+        sp.add_argument("--top-p", type=_ranged(float, 0, 1, low_open=True), metavar="P",
+                        help="sample from the smallest set with probability P")
+        sp.add_argument("--seed", type=_seed, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
-        sp.add_argument("--repetition-penalty", type=float, default=repetition_penalty, metavar="R",
+        sp.add_argument("--repetition-penalty", type=_positive, default=repetition_penalty, metavar="R",
                         help="> 1 makes tokens the answer has just used less likely, against loops "
                              f"(CTRL's penalty; default {repetition_penalty:g}, 1 = off)")
         sp.add_argument("--repetition-window", type=int, default=64, metavar="N",
@@ -1047,7 +1075,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
                    help="minilm (default), a sentence-transformers / BERT folder, or a run folder of "
                         "`llmlab train --objective mlm` (mean pooling)")
-    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--batch-size", type=_count, default=32)
     e.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
                    help="bf16 / auto: several times faster on CPUs with AMX, cosine >= 0.999 to fp32")
     e.add_argument("--format", choices=["json", "text"], default="json",
@@ -1100,7 +1128,7 @@ def build_parser() -> argparse.ArgumentParser:
     tp.add_argument("--min-topic-size", type=int, metavar="N",
                     help="fewest texts in a topic (default: 0.5%% of the texts, at least 10)")
     tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
-    tp.add_argument("--seed", type=int, default=0, help="seed for UMAP (same seed, same topics; default 0)")
+    tp.add_argument("--seed", type=_seed, default=0, help="seed for UMAP (same seed, same topics; default 0)")
     tp.add_argument("--out", metavar="DIR", type=_out_folder, help="write DIR/assignments.csv (the input's "
                     "columns plus topic and topic_name, or topic_2 and topic_name_2 where the file has those), "
                     "DIR/topics.csv, DIR/topics_map.png and DIR/report.md")
@@ -1150,7 +1178,7 @@ def build_parser() -> argparse.ArgumentParser:
     ak.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
     ak.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
     ak.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
-    ak.add_argument("--max-new-tokens", type=int, default=160, metavar="N")
+    ak.add_argument("--max-new-tokens", type=_count, default=160, metavar="N")
     ak.add_argument("--format", choices=["text", "json"], default="text")
     ak.set_defaults(func=cmd_ask)
 
@@ -1163,7 +1191,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--ask", action="append", metavar="QUESTION", help="a question on the document (repeatable)")
     ins.add_argument("--checklist", metavar="FILE", help="checklist items, one per line: each gets yes / no / "
                      "unclear / not found and a quote")
-    ins.add_argument("--sentences", type=int, default=5, metavar="N", help="central sentences to show (default 5)")
+    ins.add_argument("--sentences", type=_count, default=5, metavar="N", help="central sentences to show (default 5)")
     encoding_option(ins, "DOC (unless a PDF or Word file) and the checklist")
     ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
     ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
@@ -1187,11 +1215,12 @@ def build_parser() -> argparse.ArgumentParser:
     wt.add_argument("--dim", type=int, default=100, metavar="N")
     wt.add_argument("--window", type=int, default=5, metavar="N")
     wt.add_argument("--negative", type=int, default=5, metavar="N", help="noise words per true word")
-    wt.add_argument("--epochs", type=int, default=5, metavar="N")
+    wt.add_argument("--epochs", type=_count, default=5, metavar="N")
     wt.add_argument("--min-count", type=int, default=5, metavar="N", help="drop words seen fewer times")
-    wt.add_argument("--sample", type=float, default=1e-3, help="sub-sampling threshold (0: off; default 1e-3)")
+    wt.add_argument("--sample", type=_ranged(float, 0), default=1e-3,
+                    help="sub-sampling threshold (0: off; default 1e-3)")
     wt.add_argument("--threads", type=int, default=1, metavar="N")
-    wt.add_argument("--seed", type=int, default=1, metavar="N")
+    wt.add_argument("--seed", type=_seed, default=1, metavar="N")
     wt.add_argument("--quiet", action="store_true", help="no progress bar")
     wt.add_argument("--format", choices=["text", "json"], default="text")
     wt.set_defaults(func=cmd_word2vec_train)
@@ -1240,16 +1269,16 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--targets", default="q_proj,v_proj", metavar="NAMES",
                     help="layers to adapt, comma-separated (default q_proj,v_proj)")
     fs.add_argument("--merge", action="store_true", help="with --lora: fold the adapters in and save a full model")
-    fs.add_argument("--epochs", type=float, default=1.0)
-    fs.add_argument("--lr", type=float, help="peak learning rate (default 2e-4 with --lora, 2e-5 without)")
-    fs.add_argument("--batch-size", type=int, default=8)
+    fs.add_argument("--epochs", type=_positive, default=1.0)
+    fs.add_argument("--lr", type=_positive, help="peak learning rate (default 2e-4 with --lora, 2e-5 without)")
+    fs.add_argument("--batch-size", type=_count, default=8)
     fs.add_argument("--grad-accum", type=int, default=1, metavar="N", help="micro-batches per optimiser step")
     fs.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps")
     fs.add_argument("--val-fraction", type=float, default=0.1, help="records held out for validation loss")
     fs.add_argument("--max-len", type=int, metavar="N", help="token limit per record (default: the context)")
     fs.add_argument("--truncate", action="store_true", help="cut records longer than the limit instead of "
                     "stopping with an error (the count is reported)")
-    fs.add_argument("--seed", type=int, default=0)
+    fs.add_argument("--seed", type=_seed, default=0)
     fs.add_argument("--quiet", action="store_true", help="no progress bar or log")
     fs.add_argument("--format", choices=["text", "json"], default="text")
     fs.set_defaults(func=cmd_finetune_sft)
@@ -1263,16 +1292,17 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help="minilm (default), smollm2 or a path")
     fc.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     fc.add_argument("--freeze", action="store_true", help="train the head only, on a frozen body")
-    fc.add_argument("--epochs", type=float, default=3.0)
-    fc.add_argument("--lr", type=float, help="learning rate of the body (default 5e-5; head 10x), "
+    fc.add_argument("--epochs", type=_positive, default=3.0)
+    fc.add_argument("--lr", type=_positive, help="learning rate of the body (default 5e-5; head 10x), "
                     "or of the head with --freeze (default 1e-3)")
-    fc.add_argument("--batch-size", type=int, default=32)
-    fc.add_argument("--label-smoothing", type=float, default=0.0, metavar="S",
+    fc.add_argument("--batch-size", type=_count, default=32)
+    fc.add_argument("--label-smoothing", type=_share, default=0.0, metavar="S",
                     help="spread this share of each target over all labels (e.g. 0.1; default 0)")
-    fc.add_argument("--layer-decay", type=float, default=1.0, metavar="D",
+    fc.add_argument("--layer-decay", type=_ranged(float, 0, 1, low_open=True), default=1.0, metavar="D",
                     help="layer-wise lr decay: block i of L learns at lr * D^(L-i) (e.g. 0.8; default 1: one lr)")
-    fc.add_argument("--max-len", type=int, default=128, metavar="N", help="tokens per text; longer texts are cut")
-    fc.add_argument("--seed", type=int, default=0)
+    fc.add_argument("--max-len", type=_ranged(int, 2), default=128, metavar="N",
+                    help="tokens per text; longer texts are cut")
+    fc.add_argument("--seed", type=_seed, default=0)
     encoding_option(fc, "TRAIN")
     delimiter_option(fc, "TRAIN")
     fc.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -146,3 +146,28 @@ def test_console_script_end_to_end(tmp_path):
     (tmp_path / "x").write_bytes(b"\xff\xfe")
     bad = subprocess.run([exe, "tokenize", "-f", str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["complete", "--temperature", "nan", "x"], "argument --temperature: a finite number is needed, not 'nan'"),
+    (["complete", "--top-p", "2", "x"], "argument --top-p: must be in (0, 1], not 2"),
+    (["complete", "--seed", "99999999999999999999", "x"], "argument --seed: must be in [0, 4294967295]"),
+    (["complete", "--repetition-penalty", "inf", "x"], "a finite number is needed, not 'inf'"),
+    (["complete", "--repetition-penalty", "0", "x"], "argument --repetition-penalty: must be > 0, not 0"),
+    (["complete", "--max-new-tokens", "0", "x"], "argument --max-new-tokens: must be at least 1, not 0"),
+    (["topics", "t.csv", "--text-column", "t", "--seed", "-1"], "argument --seed: must be in [0, 4294967295], not -1"),
+    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o", "--lr", "0"],
+     "argument --lr: must be > 0, not 0"),
+    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o",
+      "--label-smoothing", "1.5"], "argument --label-smoothing: must be in [0, 1), not 1.5"),
+    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o",
+      "--batch-size", "0"], "argument --batch-size: must be at least 1, not 0"),
+    (["word2vec", "train", "c.txt", "--out", "w", "--sample", "nan"], "argument --sample: a finite number"),
+    (["inspect", "a.txt", "--sentences", "0"], "argument --sentences: must be at least 1, not 0"),
+    (["embed", "--batch-size", "x", "hi"], "argument --batch-size: an integer is needed, not 'x'"),
+])
+def test_numbers_out_of_range_are_usage_errors(capsys, args, message):
+    """Checked while parsing, before a model loads: NaN, infinities and out-of-range values name their flag."""
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -12,6 +12,7 @@ Tests: tests/generate/test_generate.py; greedy ids vs HF transformers in tests/w
 """
 
 import codecs
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,14 +42,16 @@ class GenerationConfig:
     def __post_init__(self):
         if self.max_new_tokens < 1:
             raise LlmlabError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise LlmlabError(f"temperature must be >= 0, not {self.temperature}")
+        if not 0 <= self.temperature < math.inf:
+            raise LlmlabError(f"temperature must be a number >= 0, not {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise LlmlabError(f"top_k must be at least 1, not {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise LlmlabError(f"top_p must be in (0, 1], not {self.top_p}")
-        if self.repetition_penalty <= 0:
-            raise LlmlabError(f"repetition_penalty must be > 0, not {self.repetition_penalty}")
+        if not 0 < self.repetition_penalty < math.inf:
+            raise LlmlabError(f"repetition_penalty must be a number > 0, not {self.repetition_penalty}")
+        if self.seed is not None and not 0 <= self.seed < 2**64:
+            raise LlmlabError(f"seed must be in 0..2**64-1, not {self.seed}")
         if self.repetition_window is not None and self.repetition_window < 1:
             raise LlmlabError(f"repetition_window must be at least 1, not {self.repetition_window}")
 

@@ -22,7 +22,8 @@ def next_token(logits: torch.Tensor, temperature: float = 0.0, top_k: int | None
     """Token ids (B,) from logits (B, vocab)."""
     if temperature <= 0:
         return logits.argmax(dim=-1)
-    logits = logits.float() / temperature
+    logits = logits.float()
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # <= 0: a tiny T gives -inf, never nan
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]  # (B, 1): the k-th largest logit
         logits = logits.masked_fill(logits < kth, float("-inf"))

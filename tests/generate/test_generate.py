@@ -69,3 +69,7 @@ def test_context_window_and_bad_arguments(smollm2_model):
         GenerationConfig(top_p=1.5)
     with pytest.raises(LlmlabError, match="max_new_tokens"):
         GenerationConfig(max_new_tokens=0)
+    for bad in ({"temperature": float("nan")}, {"temperature": float("inf")}, {"repetition_penalty": float("nan")},
+                {"seed": -1}, {"seed": 2**64}):
+        with pytest.raises(LlmlabError, match=next(iter(bad))):
+            GenerationConfig(**bad)

@@ -59,3 +59,9 @@ def test_repetition_penalty_matches_transformers():
     assert torch.equal(penalize_repeats(logits, recent, 1.0), logits)
     # the greedy choice moves off a token just used when the runner-up is close
     assert next_token(penalize_repeats(LOGITS, torch.tensor([[0]]), 2.5)).tolist() == [1]  # 2 / 2.5 < 1
+
+
+def test_a_tiny_temperature_is_greedy_not_nan():
+    g = torch.Generator().manual_seed(0)
+    for t in (1e-45, 1e-30, 1e-8):  # logits / T overflows float32 unless the top logit is taken off first
+        assert next_token(LOGITS * 50, temperature=t, generator=g).tolist() == [0]
