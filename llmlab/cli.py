@@ -583,6 +583,8 @@ def cmd_index(args) -> int:
 def cmd_search(args) -> int:
     from llmlab.apps.search import Index
 
+    if args.queries and args.query:
+        raise LlmlabError("give a QUERY or --queries FILE, not both")
     if args.queries:
         from llmlab.fileio import read_text
 
@@ -1163,7 +1165,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--index", required=True, metavar="DIR")
     se.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     se.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
-    se.add_argument("--queries", metavar="FILE", help="one query per line; JSON: one object per line")
+    se.add_argument("--queries", metavar="FILE", help="a text file of queries, one per line (with --format json, "
+                    "one result object per line)")
     encoding_option(se, "the --queries FILE")
     se.add_argument("--format", choices=["text", "json"], default="text")
     se.set_defaults(func=cmd_search)

@@ -272,3 +272,5 @@ def test_cli_index_and_search_json(corpus, tmp_path, capsys):
     assert "no index here" in capsys.readouterr().err
     assert main(["search", "--index", str(tmp_path / "ix"), "--queries", str(tmp_path / "missing.txt")]) == 2
     assert "missing.txt: no such file" in capsys.readouterr().err
+    assert main(["search", "tea", "--index", str(tmp_path / "ix"), "--queries", str(queries)]) == 2  # which one?
+    assert "give a QUERY or --queries FILE, not both" in capsys.readouterr().err
