@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llmlab import __version__
 from llmlab.errors import EncodingError, LlmlabError
-from llmlab.fileio import check_encoding, decode_text, decode_utf8, output_folder, output_path
+from llmlab.fileio import check_encoding, decode_text, decode_utf8, output_folder, output_path, read_bytes
 
 # --- formatting helpers ---------------------------------------------------------------
 _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;223m", "\x1b[48;5;194m", "\x1b[48;5;225m", "\x1b[48;5;230m"]
@@ -46,11 +46,8 @@ def _read_input(args, what: str = "text") -> str:
     if args.file is not None:
         if args.file == "-":
             data, source = sys.stdin.buffer.read(), "<stdin>"
-        else:
-            path = Path(args.file)
-            if not path.is_file():
-                raise LlmlabError(f"{path}: no such file" if not path.exists() else f"{path}: is not a file")
-            data, source = path.read_bytes(), str(path)
+        else:  # a file, or a pipe such as <(command)
+            data, source = read_bytes(args.file, allow_empty=True), args.file
         text = decode_utf8(data, source) if args.encoding is None else decode_text(data, source, args.encoding)
     elif args.text is not None:
         text = args.text

@@ -80,7 +80,8 @@ def read_bytes(path: str | os.PathLike, allow_empty: bool = False) -> bytes:
     """The whole file's bytes, or a one-line error (missing, a folder, unreadable, empty)."""
     p = Path(path)
     if not p.exists():
-        raise LlmlabError(f"{p}: no such file")
+        stdin = " (for standard input, give /dev/stdin)" if str(path) == "-" and os.path.exists("/dev/stdin") else ""
+        raise LlmlabError(f"{p}: no such file{stdin}")
     if p.is_dir():
         raise LlmlabError(f"{p}: is a folder, expected a text file")
     try:

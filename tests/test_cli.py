@@ -171,3 +171,20 @@ def test_numbers_out_of_range_are_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_file_options_read_pipes_and_say_how_to_read_stdin(capsys, tmp_path):
+    """`-f <(command)` is a pipe, not a regular file: it is read. "-" where a file is needed says /dev/stdin."""
+    import os
+    import threading
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = threading.Thread(target=lambda: pipe.write_text("hi", encoding="utf-8"))
+    writer.start()
+    assert main(["tokenize", "-t", "char", "--format", "json", "-f", str(pipe)]) == 0
+    writer.join(timeout=10)
+    assert json.loads(capsys.readouterr().out)["ids"] == [104, 105]
+    assert main(["classify", "-", "--text-column", "a", "--method", "zero-shot", "--labels", "x,y"]) == 2
+    assert "-: no such file (for standard input, give /dev/stdin)" in capsys.readouterr().err
