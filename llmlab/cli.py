@@ -220,7 +220,7 @@ def cmd_chat(args) -> int:
 
         index = Index(args.index)
         session.config.stop.extend(STOP)  # as `llmlab ask`: the answer is the first paragraph
-    interactive = sys.stdin.isatty()
+    interactive, unanswered = sys.stdin.isatty(), 0
     if interactive:
         print(f"chatting with {args.model} ({bundle.model.num_parameters() / 1e6:.0f}M parameters, context "
               f"{bundle.config.max_seq_len} tokens). /reset, /system TEXT, /exit", file=sys.stderr)
@@ -259,9 +259,13 @@ def cmd_chat(args) -> int:
             if relevance < RELEVANCE:
                 print(json.dumps({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue
-            turn = session.send(source_message(line, sources, tok, template))
-        else:
-            turn = session.send(line)
+        try:
+            turn = session.send(source_message(line, sources, tok, template) if index is not None else line)
+        except LlmlabError as e:  # a message too long for the context window: this one is not sent, the chat goes on
+            unanswered += 1
+            print(json.dumps({"user": line, "error": str(e)}, ensure_ascii=False) if as_json else
+                  f"[{e}; not sent]", file=sys.stdout if as_json else sys.stderr)
+            continue
         if turn.dropped:
             print(f"[context window: dropped the {turn.dropped} oldest turn(s) to fit "
                   f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
@@ -292,6 +296,9 @@ def cmd_chat(args) -> int:
         if interactive:
             print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
         sys.stdout.flush()
+    if unanswered and not interactive:
+        print(f"llmlab: error: {unanswered} message(s) not answered (see above)", file=sys.stderr)
+        return 2
     return 0
 
 
