@@ -108,7 +108,10 @@ class BPETokenizer(Tokenizer):
         self.merges = [tuple(m) for m in merges]
         self.token_to_id_map = {t: i for i, t in enumerate(self.vocab) if t is not None}
         if len(self.token_to_id_map) != sum(t is not None for t in self.vocab):
-            raise TokenizerError("BPE vocabulary has duplicate tokens")
+            seen: set[str] = set()
+            twice = next(t for t in self.vocab if t is not None and (t in seen or seen.add(t)))
+            raise TokenizerError(f"BPE vocabulary has duplicate tokens ({twice!r} twice; a special token that is "
+                                 "also ordinary text?)")
         # Bytes the vocabulary lacks are dropped, as the reference does (SmolLM2 has no
         # token for a few control bytes and for bytes that never occur in UTF-8).
         self._byte_ids = [self.token_to_id_map.get(c) for c in BYTE_TO_CHAR]

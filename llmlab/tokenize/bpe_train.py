@@ -84,6 +84,12 @@ def train_bpe(
 ) -> BPETokenizer:
     """Learn merges from ``texts`` until the vocabulary has ``vocab_size`` entries."""
     specials = list(dict.fromkeys(special_tokens))
+    for s in specials:
+        if not s.strip():
+            raise TokenizerError(f"a special token must be visible text, not {s!r}")
+        if s in BYTE_TO_CHAR:  # "e", "!": the byte alphabet has it already
+            raise TokenizerError(f"special token {s!r} is one of the 256 byte symbols; use a marker that text does "
+                                 f"not hold, such as <|{s}|>")
     base = len(specials) + 256
     if vocab_size < base:
         raise TokenizerError(f"vocab size {vocab_size} is below the {base} base symbols (256 bytes + specials)")

@@ -87,6 +87,10 @@ def test_bad_training_input(tmp_path):
         train_bpe(["text"], vocab_size=100, progress=False)
     with pytest.raises(TokenizerError, match="empty"):
         train_bpe([""], vocab_size=300, progress=False)
+    with pytest.raises(TokenizerError, match="a special token must be visible text, not ''"):
+        train_bpe(["text"], vocab_size=300, special_tokens=[""], progress=False)
+    with pytest.raises(TokenizerError, match=r"special token 'e' is one of the 256 byte symbols; .* <\|e\|>"):
+        train_bpe(["text"], vocab_size=300, special_tokens=["e"], progress=False)
     bad = tmp_path / "latin1.txt"
     bad.write_bytes(b"ok line\ncaf\xe9\n")
     with pytest.raises(LlmlabError, match=r"not valid UTF-8 \(byte 0xe9 at offset 11\)"):
