@@ -781,7 +781,8 @@ def cmd_word2vec_eval(args) -> int:
 def cmd_data_prepare(args) -> int:
     from llmlab.train.data import prepare
 
-    meta = prepare(args.files, args.tokenizer, args.out, args.val_fraction, progress=sys.stderr.isatty())
+    meta = prepare(args.files, args.tokenizer, args.out, args.val_fraction, progress=sys.stderr.isatty(),
+                   errors=args.errors)
     if args.format == "json":
         print(json.dumps(meta))
         return 0
@@ -852,7 +853,9 @@ def _add_train_parsers(sub) -> None:
     pr.add_argument("--tokenizer", "-t", required=True, metavar="NAME|PATH",
                     help="char (a vocabulary of the corpus's characters), smollm2, a tokenizer file or folder")
     pr.add_argument("--out", "-o", required=True, metavar="DIR", type=_out_folder)
-    pr.add_argument("--val-fraction", type=float, default=0.1, metavar="F", help="default 0.1")
+    pr.add_argument("--val-fraction", type=_share, default=0.1, metavar="F", help="default 0.1")
+    pr.add_argument("--errors", choices=["strict", "replace"], default="strict",
+                    help="invalid UTF-8 in the files: stop with an error (default) or replace with U+FFFD")
     pr.add_argument("--format", choices=["text", "json"], default="text")
     pr.set_defaults(func=cmd_data_prepare)
 
@@ -1327,6 +1330,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = ""
         if getattr(args, "encoding", False) is None:  # the command takes --encoding and was not given one
             hint = f" or name its encoding: --encoding {e.suggestion or 'NAME (e.g. cp1252, latin-1, gbk)'}"
+        elif getattr(args, "errors", None) == "strict":  # a training corpus: a few bad bytes can be replaced
+            hint = ", or read bad bytes as U+FFFD with --errors replace"
         print(f"llmlab: error: {e}{hint}", file=sys.stderr)
         return 2
     except LlmlabError as e:

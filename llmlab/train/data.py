@@ -50,10 +50,10 @@ META = "meta.json"
 
 
 # --- reading text in chunks --------------------------------------------------------------
-def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
+def read_chunks(path: str | Path, chunk_bytes: int = CHUNK_BYTES, errors: str = "strict") -> Iterator[str]:
     """The text of one UTF-8 file in pieces of about ``chunk_bytes``, each ending after a newline
     (the tokenizer trainer's streaming reader, `llmlab.tokenize.bpe_train.read_chunks`)."""
-    return bpe_train.read_chunks([path], chunk_bytes=chunk_bytes)
+    return bpe_train.read_chunks([path], errors=errors, chunk_bytes=chunk_bytes)
 
 
 # --- preparing a token folder ------------------------------------------------------------
@@ -61,20 +61,22 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
 
 
-def corpus_char_tokenizer(files: list[Path], chunk_bytes: int = CHUNK_BYTES):
+def corpus_char_tokenizer(files: list[Path], chunk_bytes: int = CHUNK_BYTES, errors: str = "strict"):
     """A character tokenizer whose vocabulary is the sorted set of characters in ``files``."""
     from llmlab.tokenize.simple import CharTokenizer
 
     chars: set[str] = set()
     for f in files:
-        for text in read_chunks(f, chunk_bytes):
+        for text in read_chunks(f, chunk_bytes, errors):
             chars.update(text)
     return CharTokenizer(sorted(chars), name="char")
 
 
 def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fraction: float = 0.1,
-            chunk_bytes: int = CHUNK_BYTES, progress: bool = True) -> dict:
-    """Tokenise ``files`` into ``out`` (train.bin, val.bin, meta.json, tokenizer); returns the meta."""
+            chunk_bytes: int = CHUNK_BYTES, progress: bool = True, errors: str = "strict") -> dict:
+    """Tokenise ``files`` into ``out`` (train.bin, val.bin, meta.json, tokenizer); returns the meta.
+
+    ``errors="replace"`` reads bytes that are not UTF-8 as U+FFFD instead of stopping."""
     from tqdm import tqdm
 
     from llmlab.tokenize import load_tokenizer
@@ -87,10 +89,11 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
     for p in paths:
         if not p.is_file():
             raise LlmlabError(f"{p}: {'is a folder, expected a text file' if p.is_dir() else 'no such file'}")
-    tok = corpus_char_tokenizer(paths, chunk_bytes) if tokenizer == "char" else load_tokenizer(tokenizer)
+    tok = corpus_char_tokenizer(paths, chunk_bytes, errors) if tokenizer == "char" else load_tokenizer(tokenizer)
     plain = text_only(tok)
     dtype = token_dtype(tok.vocab_size)
     folder = Path(out).expanduser()
+    made = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     tmp_train, tmp_val = folder / ".train.bin.tmp", folder / ".val.bin.tmp"
     total = 0
@@ -99,7 +102,7 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
     try:
         with open(tmp_train, "wb") as w:
             for p in paths:
-                for text in read_chunks(p, chunk_bytes):
+                for text in read_chunks(p, chunk_bytes, errors):
                     ids = np.asarray(plain.encode(text, special=False), dtype=np.int64)  # (n,)
                     if ids.size and (ids.min() < 0 or ids.max() >= tok.vocab_size):
                         raise LlmlabError(f"{p}: tokenizer produced an id outside its vocabulary")
@@ -110,12 +113,16 @@ def prepare(files: list[str | Path], tokenizer: str, out: str | Path, val_fracti
         if total == 0:
             raise LlmlabError(f"{', '.join(map(str, paths))}: no tokens (the text is empty after tokenising)")
         n_train = int(total * (1 - val_fraction))  # the last fraction of the stream validates
+        if n_train == 0:
+            raise LlmlabError(f"--val-fraction {val_fraction} of {total} tokens leaves none to train on")
         _move_tail(tmp_train, tmp_val, n_train * dtype.itemsize)
         os.replace(tmp_train, folder / "train.bin")
         os.replace(tmp_val, folder / "val.bin")
     except BaseException:
         for t in (tmp_train, tmp_val):
             t.unlink(missing_ok=True)
+        if made and not any(folder.iterdir()):  # the folder this run made for its output: not left behind empty
+            folder.rmdir()
         raise
     finally:
         bar.close()

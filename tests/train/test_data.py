@@ -97,3 +97,22 @@ def test_cli_prepare_json(tmp_path, capsys):
     assert main(["data", "prepare", str(SAMPLE), "-t", "char", "--out", str(tmp_path), "--format", "json"]) == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta["train_tokens"] == TokenData(tmp_path).split("train").shape[0]
+
+
+def test_a_failed_prepare_leaves_no_empty_folder(tmp_path, capsys):
+    out = tmp_path / "new" / "tokens"
+    assert main(["data", "prepare", str(SAMPLE), "-t", "char", "--out", str(out), "--val-fraction", "0.99999"]) == 2
+    assert "leaves none to train on" in capsys.readouterr().err
+    assert not out.exists()
+    (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    assert main(["data", "prepare", str(tmp_path / "empty.txt"), "-t", "word", "--out", str(out)]) == 2
+    assert not out.exists()
+
+
+def test_prepare_stops_at_bad_bytes_or_replaces_them(tmp_path, capsys):
+    bad = tmp_path / "mixed.txt"
+    bad.write_bytes("a café\n".encode() + "une bière\n".encode("latin-1"))
+    assert main(["data", "prepare", str(bad), "-t", "char", "--out", str(tmp_path / "a")]) == 2
+    assert "or read bad bytes as U+FFFD with --errors replace" in capsys.readouterr().err
+    assert main(["data", "prepare", str(bad), "-t", "char", "--out", str(tmp_path / "b"), "--errors", "replace"]) == 0
+    assert "\ufffd" in TokenData(tmp_path / "b").tokenizer().decode(list(range(TokenData(tmp_path / "b").vocab_size)))
