@@ -62,6 +62,8 @@ def read_document(path: str | Path, encoding: str | None = None) -> str:
     UTF-8, or what a byte-order mark or an HTML page's meta charset says)."""
     p = Path(path)
     suffix = p.suffix.lower()
+    if p.is_dir():
+        raise LlmlabError(f"{p}: is a folder; give one document (`llmlab index` reads folders)")
     if suffix not in SUFFIXES:
         raise LlmlabError(f"{p}: unsupported document type {suffix or '(no suffix)'!r} "
                           f"(supported: {', '.join(SUFFIXES)})")

@@ -233,3 +233,5 @@ def test_other_errors(tmp_path):
         read_document(tmp_path / "x.rtf")
     with pytest.raises(LlmlabError, match="no such file"):
         read_document(tmp_path / "missing.pdf")
+    with pytest.raises(LlmlabError, match="is a folder; give one document"):
+        read_document(tmp_path)
