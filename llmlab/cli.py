@@ -7,7 +7,9 @@ status 2; no traceback reaches the user.
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -528,6 +530,7 @@ def cmd_topics(args) -> int:
     texts = [r[args.text_column] for r in rows]
     result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
                     seed=args.seed, progress=not args.quiet)
+    _raise_if_interrupted()  # Ctrl-C during numba's compiling (UMAP) is swallowed there: honour it now
     if out is not None:  # everything is made in memory first, then written file by file, atomically
         png = map_png(result, seed=args.seed)
         report = report_markdown(result, Path(args.file).name, "topics_map.png")
@@ -1322,8 +1325,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_interrupts = []  # the SIGINTs received, even those a library caught and ignored
+
+
+def _on_interrupt(signum, frame):
+    _interrupts.append(signum)
+    raise KeyboardInterrupt
+
+
+def _raise_if_interrupted() -> None:
+    if _interrupts:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is \
+            signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_interrupt)
+    _interrupts.clear()
     try:
         return args.func(args)
     except EncodingError as e:

@@ -188,3 +188,25 @@ def test_file_options_read_pipes_and_say_how_to_read_stdin(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["ids"] == [104, 105]
     assert main(["classify", "-", "--text-column", "a", "--method", "zero-shot", "--labels", "x,y"]) == 2
     assert "-: no such file (for standard input, give /dev/stdin)" in capsys.readouterr().err
+
+
+def test_an_interrupt_a_library_swallowed_still_stops_the_command(tmp_path, capsys, monkeypatch):
+    """numba ignores a Ctrl-C that lands while it compiles (UMAP's first run); topics must still stop,
+    exit 130 and write nothing, not carry on and exit 0."""
+    import os
+    import signal
+
+    def swallowing_topics(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # what "Exception ignored in ..." amounts to
+        return None
+
+    import llmlab.apps  # noqa: F401  (the package's `topics` attribute is the function, the module is in sys.modules)
+
+    monkeypatch.setattr(sys.modules["llmlab.apps.topics"], "topics", swallowing_topics)
+    (tmp_path / "t.csv").write_text("text\nmy card is lost\n", encoding="utf-8")
+    assert main(["topics", str(tmp_path / "t.csv"), "--text-column", "text", "--out", str(tmp_path / "out")]) == 130
+    assert "interrupted" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
