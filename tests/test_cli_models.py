@@ -122,7 +122,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, bad_files, args, message):
 def test_piped_chat_goes_on_past_a_message_too_long_for_the_context(capsys, monkeypatch):
     """The long message is reported and not sent; the next one is answered; the exit status says one failed."""
     monkeypatch.setattr("sys.stdin", io.StringIO("word " * 9000 + "\nWhat is the capital of France?\n"))
-    code, out, err = run(capsys, "chat", "--max-new-tokens", "8", "--format", "json")
+    code, out, err = run(capsys, "chat", "--max-new-tokens", "8", "--temperature", "0", "--format", "json")
     lines = [json.loads(line) for line in out.splitlines()]
     assert code == 2 and len(lines) == 2 and "too long" in lines[0]["error"] and "Paris" in lines[1]["assistant"]
     assert "1 message(s) not answered" in err
