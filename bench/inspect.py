@@ -11,6 +11,9 @@ answers: `ask` on 100 answerable SciFact claims over an index of their abstracts
   answers' repetition penalty and without: answers that repeat a 4-word phrase, that stop at
   the token limit, that cite a passage.
 
+checklist: `inspect --checklist` on a service agreement written for the check (in this file), 14
+  items whose answers are known (6 yes, 6 no, 2 not addressed): verdicts that match.
+
 summarize: DialogSum dev (the first N dialogues in file order), ROUGE-L F1 (longest common
   subsequence of lower-cased word tokens; Lin 2004, F with beta = 1) against the reference
   summary, for: SmolLM2's summary (`inspect(summary=True)`, int4, greedy) with the repetition
@@ -23,7 +26,8 @@ speeches (not in the default run: ~20 min): documents longer than the context wi
   skipped; 2k-9k tokens, map-reduce summaries), with and without the penalty: how many final
   summaries repeat a 4-word phrase.
 
-    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|answers|summarize|speeches] [-n 100]
+    .venv/bin/python bench/inspect.py [--data ../shared/data] [--only calibrate|answers|checklist|summarize|speeches]
+        [-n 100]
 """
 
 import os
@@ -196,6 +200,85 @@ def answers(data: Path, n: int = 100) -> None:
         print(f"{penalty:>18g} {found:>9} {repeats:>23} {cut:>13} {citing:>15}   {seconds:.0f} s{mark}")
 
 
+# --- checklist -------------------------------------------------------------------------------------
+CONTRACT = """SERVICE AGREEMENT
+
+This Service Agreement is made between Northwind Analytics Ltd (the Provider) and Harbour Retail plc
+(the Client).
+
+1. Term. This Agreement starts on 1 March 2025 and runs for an initial term of 24 months. It then
+renews automatically for successive periods of 12 months unless either party gives written notice
+of non-renewal at least 60 days before the end of the current term.
+
+2. Fees. The Client will pay a monthly fee of GBP 2,400. The Provider invoices monthly in arrears,
+and each invoice is payable within 30 days of its date. Late payments carry interest of 1.5% per
+month on the overdue amount.
+
+3. Termination. Either party may terminate this Agreement if the other party commits a material
+breach and fails to remedy it within 30 days of written notice. The Client may not otherwise
+terminate the Agreement before the end of the current term.
+
+4. Subcontracting. The Provider may not subcontract any of its obligations without the Client's
+prior written consent.
+
+5. Data. The Provider processes personal data only on the Client's documented instructions. All
+personal data is stored and processed in the United Kingdom and is never transferred outside it.
+
+6. Confidentiality. Each party keeps the other's confidential information secret. This obligation
+survives the end of the Agreement for five years.
+
+7. Liability. The Provider's total liability under this Agreement is limited to the fees paid by the
+Client in the 12 months before the claim arose.
+
+8. Insurance. The Provider holds public liability insurance of GBP 5 million for the whole term.
+
+9. Governing law. This Agreement is governed by the laws of England and Wales.
+"""
+CHECKLIST = [  # (item, what the contract says): 6 yes, 6 no, 2 it does not address
+    ("Is interest charged on late payments?", "yes"),
+    ("Does the agreement renew automatically?", "yes"),
+    ("Is the provider's liability limited?", "yes"),
+    ("Is the agreement governed by the laws of England and Wales?", "yes"),
+    ("Does the confidentiality obligation continue after the agreement ends?", "yes"),
+    ("Must the provider hold insurance?", "yes"),
+    ("Can the client terminate at any time without giving a reason?", "no"),
+    ("May the provider subcontract its work without the client's consent?", "no"),
+    ("May personal data be transferred outside the United Kingdom?", "no"),
+    ("Is the monthly fee paid in advance?", "no"),
+    ("Does the agreement run for an indefinite period?", "no"),
+    ("Is the provider's liability unlimited?", "no"),
+    ("Does the agreement name a data protection officer?", "not addressed"),
+    ("Does the agreement contain a non-compete clause?", "not addressed"),
+]
+
+
+def checklist(data: Path) -> None:
+    """`inspect --checklist` on a service agreement written for this check, whose answers are known:
+    how many verdicts match what the contract says (an "unclear" verdict is not a match)."""
+    import tempfile
+
+    import llmlab.apps.inspect  # noqa: F401  (the package's `inspect` attribute is the function)
+    from llmlab.weights.registry import load_decoder, load_encoder
+
+    module = sys.modules["llmlab.apps.inspect"]
+    decoder, encoder = load_decoder("smollm2", precision="int4"), load_encoder("minilm")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "agreement.txt"
+        path.write_text(CONTRACT, encoding="utf-8")
+        start = time.perf_counter()
+        result = module.inspect(path, summary=False, checklist=[item for item, _ in CHECKLIST], decoder=decoder,
+                                encoder=encoder)
+        seconds = time.perf_counter() - start
+    right = {"yes": 0, "no": 0, "not addressed": 0}
+    print(f"checklist on a {result.tokens}-token service agreement ({len(CHECKLIST)} items, int4, {seconds:.0f} s)")
+    print(f"{'truth':>13} {'verdict':>9}  item / answer")
+    for (item, truth), finding in zip(CHECKLIST, result.checklist):
+        right[truth] += finding.verdict == truth or truth == "not addressed" and finding.verdict == "not found"
+        print(f"{truth:>13} {finding.verdict:>9}  {item}\n{'':25}{' '.join(finding.answer.split())[:100]}")
+    totals = {truth: sum(t == truth for _, t in CHECKLIST) for truth in right}
+    print("right: " + ", ".join(f"{truth} {n} of {totals[truth]}" for truth, n in right.items()))
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
@@ -266,13 +349,15 @@ def speeches(data: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    p.add_argument("--only", choices=["calibrate", "answers", "summarize", "speeches"])
+    p.add_argument("--only", choices=["calibrate", "answers", "checklist", "summarize", "speeches"])
     p.add_argument("-n", type=int, default=100, help="dialogues to summarise (default 100)")
     args = p.parse_args()
     if args.only in (None, "calibrate"):
         calibrate(args.data)
     if args.only in (None, "answers"):
         answers(args.data)
+    if args.only in (None, "checklist"):
+        checklist(args.data)
     if args.only in (None, "summarize"):
         summarize(args.data, args.n)
     if args.only == "speeches":

@@ -694,16 +694,21 @@ def cmd_inspect(args) -> int:
         for sentence in r.central:
             print(f"  - {' '.join(sentence.split())}")
     for f in r.answers:
-        print(f"\nQ: {f.question}\nA: {f.answer}")
+        print(f"\nQ: {f.question}\nA: {_indented(f.answer, 3)}")
         if f.quote:
             print(f"   quote: \"{' '.join(f.quote.split())}\"")
     if r.checklist:
-        print("\nchecklist:")
+        print("\nchecklist (verdict: the answer's first word when it is Yes or No; check it against the quote):")
     for f in r.checklist:
-        print(f"  [{f.verdict}] {f.question}" + (f"\n      {f.answer}" if f.found else ""))
+        print(f"  [{f.verdict}] {f.question}" + (f"\n      {_indented(f.answer, 6)}" if f.found else ""))
         if f.quote:
             print(f"      quote: \"{' '.join(f.quote.split())}\"")
     return 0
+
+
+def _indented(text: str, width: int) -> str:
+    """``text`` with its later lines indented by ``width`` spaces (an answer under its label)."""
+    return ("\n" + " " * width).join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 # --- llmlab word2vec train / similar / analogy / eval --------------------------------------

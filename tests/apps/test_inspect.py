@@ -148,3 +148,27 @@ def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
         inspect(str(tmp_path / "missing.pdf"), summary=False, encoder=encoder)
     with pytest.raises(LlmlabError, match="no text"):
         inspect("   \n", summary=False, encoder=encoder)
+
+
+def test_cli_checklist_layout_and_json(smollm2_model, tmp_path, capsys, monkeypatch):
+    """The terminal layout keeps a many-line answer under its item; JSON holds every finding with its quote."""
+    import json
+    from types import SimpleNamespace
+
+    import llmlab.apps  # noqa: F401  (the package's `inspect` attribute is the function)
+    from llmlab.cli import main
+
+    monkeypatch.setattr("llmlab.weights.registry.load_decoder", lambda *a, **k: smollm2_model)
+    monkeypatch.setattr(sys.modules["llmlab.apps.inspect"], "generate",  # a small model's list-shaped answer
+                        lambda decoder, ids, max_new_tokens: SimpleNamespace(text="1. Yes\n\n2. Built in 1887 [1]"))
+    doc, items = tmp_path / "town.txt", tmp_path / "checks.txt"
+    doc.write_text(TOWN, encoding="utf-8")
+    items.write_text("The lighthouse was built in the nineteenth century.\n\n", encoding="utf-8")
+    assert main(["inspect", str(doc), "--checklist", str(items), "--ask", "Who built the lighthouse?", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "A: 1. Yes\n   2. Built in 1887 [1]\n   quote: \"" in out
+    item = "  [unclear] The lighthouse was built in the nineteenth century."
+    assert f"{item}\n      1. Yes\n      2. Built in 1887" in out
+    assert main(["inspect", str(doc), "--checklist", str(items), "--quiet", "--format", "json"]) == 0
+    (finding,) = json.loads(capsys.readouterr().out)["checklist"]
+    assert finding["verdict"] == "unclear" and finding["quote"] in TOWN and finding["citations"] == [1]
