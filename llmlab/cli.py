@@ -386,7 +386,11 @@ def cmd_classify(args) -> int:
     truth = [r[args.label_column] for r in rows] if args.label_column else None
     labels = _parse_labels(args.labels)
     if labels is None and truth is not None and args.method in ("zero-shot", "generative"):
-        labels = {v: v for v in sorted(set(truth))}
+        labels = {v: v for v in sorted(set(truth) - {""})}
+        codes = [v for v in labels if not any(c.isalpha() for c in v)]
+        if codes:  # "0" / "1": the texts would be compared with digits
+            print(f"llmlab: warning: {args.method} reads what the labels say, and {', '.join(map(repr, codes[:5]))} "
+                  f"say nothing; describe them, e.g. --labels '{codes[0]}=a negative review,...'", file=sys.stderr)
     train_texts = train_labels = None
     if args.train:
         if not args.label_column:

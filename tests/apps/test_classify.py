@@ -113,8 +113,16 @@ def test_cli_warns_when_true_labels_are_not_the_labels(tmp_path, capsys):
     assert "true label(s) '0', '1' of --label-column are not among the labels" in captured.err
     assert "--labels 0=" in captured.err
     main(["classify", str(tmp_path / "coded.csv"), "--text-column", "text", "--label-column", "label",
-          "--method", "zero-shot", "--quiet"])  # the labels taken from the file: nothing to warn about
+          "--method", "zero-shot", "--quiet"])  # the labels taken from the file: codes, which say nothing
+    err = capsys.readouterr().err
+    assert "not among the labels" not in err and "'0', '1' say nothing; describe them, e.g. --labels '0=" in err
+    main(["classify", str(tmp_path / "coded.csv"), "--text-column", "text", "--label-column", "label",
+          "--method", "zero-shot", "--quiet", "--labels", "0=a negative review,1=a positive review"])
     assert "warning" not in capsys.readouterr().err
+    write(tmp_path / "gaps.csv", [(t, "" if i % 3 == 0 else y) for i, (t, y) in enumerate(zip(TEXTS, LABELS))])
+    main(["classify", str(tmp_path / "gaps.csv"), "--text-column", "text", "--label-column", "label",
+          "--method", "zero-shot", "--quiet", "--format", "json"])  # a blank label is not a label to predict
+    assert json.loads(capsys.readouterr().out)["labels"] == ["neg", "pos"]
 
 
 def test_argument_errors(encoder):
