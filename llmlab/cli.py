@@ -557,8 +557,12 @@ def cmd_topics(args) -> int:
     k = len(result.empty_rows)
     empty = f" ({k} empty text{'s' * (k != 1)} left out)" if k else ""
     print(f"{len(result.topics)} topics in {n} texts{empty}; {result.outliers} outliers ({result.outliers / n:.1%})")
+    unnamed = sum(t.named_by == "keywords" for t in result.topics) if args.label_with_llm else 0
+    if unnamed:
+        print(f"({unnamed} topic(s) the model gave no usable name keep their keywords, marked *)")
     for t in result.topics:
-        print(f"\n{t.id:3d}. {t.name}  ({t.size} texts, {t.share:.1%})\n     keywords: {', '.join(t.keywords)}")
+        mark = "*" if unnamed and t.named_by == "keywords" else ""
+        print(f"\n{t.id:3d}. {t.name}{mark}  ({t.size} texts, {t.share:.1%})\n     keywords: {', '.join(t.keywords)}")
         for r in t.representatives:
             print(f"     - {' '.join(r.split())[:160]}")
     if out is not None:

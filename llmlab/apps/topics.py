@@ -68,6 +68,7 @@ class Topic:
     keywords: list[str]
     representatives: list[str]  # the texts closest to the topic's centroid, closest first
     representative_rows: list[int]  # their positions in the input
+    named_by: str = "keywords"  # "keywords": its first three keywords; "model": SmolLM2 (label_with_llm)
 
 
 @dataclass
@@ -148,7 +149,8 @@ def topics(
     result = _describe(texts, x, labels, details)
     if label_with_llm and result.topics:
         for topic, name in zip(result.topics, llm_names(result.topics, decoder, progress)):
-            topic.name = name
+            if name is not None:  # else the keyword name stays
+                topic.name, topic.named_by = name, "model"
     return result
 
 
@@ -277,7 +279,8 @@ def class_tfidf(counts: sp.spmatrix) -> np.ndarray:
 
 
 def keywords(texts: list[str], labels: np.ndarray, n: int = N_KEYWORDS) -> list[list[str]]:
-    """The ``n`` top c-TF-IDF words of each topic 0..k-1 (outliers are a class of their own)."""
+    """The ``n`` top c-TF-IDF words of each topic 0..k-1 (outliers are a class of their own) that
+    at least two of the topic's texts use."""
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
     from llmlab.embed import BagOfWords
@@ -293,6 +296,13 @@ def keywords(texts: list[str], labels: np.ndarray, n: int = N_KEYWORDS) -> list[
     cls = np.where(labels >= 0, labels, k)  # outliers: class k
     member = sp.csr_matrix((np.ones(len(cls)), (cls, np.arange(len(cls)))), shape=(k + 1, len(cls)))
     scores = class_tfidf(member @ counts)[:k]  # (k, words)
+    # a keyword is said by at least two of the topic's texts: one text's typo or name ("knwo", "anna")
+    # says nothing about the topic, however rare it is elsewhere
+    texts_with = (member @ (counts > 0).astype(np.float64))[:k]
+    if sp.issparse(texts_with):
+        texts_with = texts_with.toarray()
+    sizes = np.asarray(member.sum(axis=1)).ravel()[:k]
+    scores = np.where((texts_with >= 2) | (sizes[:, None] < 2), scores, 0.0)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
     return [[str(terms[j]) for j in row if scores[i, j] > 0] for i, row in enumerate(top)]
 
@@ -337,7 +347,9 @@ NAME_SHOTS = [  # two worked examples as earlier turns: a small model follows a 
 
 
 def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[str]:
-    """A short name per topic from SmolLM2 reading its representative texts (greedy, few-shot)."""
+    """A short name per topic from SmolLM2 reading its representative texts (greedy, few-shot), or
+    None where it gave none: an answer that is not a name, holds a number, is cut by the 12-token
+    limit, or repeats a larger topic's name with nothing to tell them apart."""
     from tqdm import tqdm
 
     from llmlab.generate import ChatTemplate, GenerationConfig, complete
@@ -351,15 +363,38 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
     config = GenerationConfig(max_new_tokens=12, temperature=0.0, stop=["\n"])
 
     def ask(texts: list[str]) -> dict:
-        examples = "\n".join(f"- {' '.join(t.split())[:200]}" for t in texts)
+        # order numbers, account ids, amounts: a name should not copy them (and a 12-token name cuts them)
+        examples = "\n".join(f"- {_NUMBER.sub('#', ' '.join(t.split())[:200])}" for t in texts)
         return {"role": "user", "content": NAME_QUESTION.format(examples=examples)}
 
     shots = [turn for texts, name in NAME_SHOTS for turn in (ask(texts), {"role": "assistant", "content": name})]
-    names = []
+    names: list[str | None] = []
     for topic in tqdm(found, desc="naming", unit="topic", disable=not progress):
         prompt = template.render([*shots, ask(topic.representatives)])
-        names.append(_clean_name(complete(decoder.model, tok, prompt, config).text) or topic.name)
-    return names
+        answer = complete(decoder.model, tok, prompt, config)
+        names.append(None if answer.finish_reason == "length" else _clean_name(answer.text) or None)
+    return _distinct(names, found)
+
+
+_NUMBER = re.compile(r"\d[\d,.\-/]{2,}")  # 3 or more characters of a number: 2024, 1,500.00, 12/03
+
+
+def _distinct(names: list[str | None], found: list[Topic]) -> list[str | None]:
+    """``names`` with a name that an earlier (larger) topic already has made apart by the topic's
+    first keyword that is not in it ("Card not arrived (delivery)"); None where the model gave no
+    name, or only a name already taken."""
+    taken: set[str] = set()
+    out: list[str | None] = []
+    for name, topic in zip(names, found):
+        if name is not None and name.lower() in taken:
+            extra = next((w for w in topic.keywords if w not in name.lower()), None)
+            name = f"{name} ({extra})" if extra else None
+        if name is not None and name.lower() in taken:
+            name = None
+        if name is not None:
+            taken.add(name.lower())
+        out.append(name)
+    return out
 
 
 def _clean_name(text: str) -> str:
@@ -369,6 +404,8 @@ def _clean_name(text: str) -> str:
     name = re.sub(r"^(name|issue|topic)\s*:\s*", "", name, flags=re.IGNORECASE)
     name = name.strip(" \"'*`").rstrip(".,;:").strip()
     if re.match(r"(i|i'm|i am|sorry|as an)\b", name, flags=re.IGNORECASE) or len(name.split()) > 6:
+        return ""
+    if "#" in name or re.search(r"\d{3}", name):  # a masked or copied number: an id, not an issue
         return ""
     return name
 
@@ -408,9 +445,10 @@ def map_png(result: Topics, seed: int = 0, max_labels: int = 30) -> bytes:
 
 def topic_rows(result: Topics) -> tuple[list[str], list[dict]]:
     """(header, rows) of topics.csv: one row per topic, then the outliers."""
-    header = ["topic", "name", "size", "share", "keywords"] + [f"representative_{i + 1}"
-                                                               for i in range(N_REPRESENTATIVES)]
-    rows = [{"topic": t.id, "name": t.name, "size": t.size, "share": f"{t.share:.4f}", "keywords": " ".join(t.keywords),
+    header = ["topic", "name", "named_by", "size", "share", "keywords"] + [f"representative_{i + 1}"
+                                                                           for i in range(N_REPRESENTATIVES)]
+    rows = [{"topic": t.id, "name": t.name, "named_by": t.named_by, "size": t.size, "share": f"{t.share:.4f}",
+             "keywords": " ".join(t.keywords),
              **{f"representative_{i + 1}": r for i, r in enumerate(t.representatives)}}
             for t in result.topics]
     n = result.with_content
@@ -425,19 +463,27 @@ def report_markdown(result: Topics, source: str, png_name: str) -> str:
     n = result.with_content
     d = result.details
     empty = f" ({len(result.empty_rows)} empty texts left out)" if result.empty_rows else ""
+    by_model = sum(t.named_by == "model" for t in result.topics)
+    naming = (f"names: {by_model} written by SmolLM2 from each topic's representative texts, the others (in "
+              "italics) its first three keywords" if by_model else "names: each topic's first three keywords")
     lines = [f"# Topics in {source}", "",
-             f"{n} texts{empty}, {len(result.topics)} topics, {result.outliers} outliers ({result.outliers / n:.1%}).",
-             "",
-             f"Minimum topic size {d['min_topic_size']}; {d['clusters_found']} clusters found, {d['merged']} "
-             f"merged as near-duplicates, {d['strays']} members far from their topic made outliers, "
-             f"{d['outliers_reassigned']} outliers reassigned to their nearest topic; "
+             f"{n} texts{empty}, {len(result.topics)} topics; {result.outliers} texts "
+             f"({result.outliers / n:.1%}) fit no topic (outliers).", "",
+             "Texts were grouped by meaning (MiniLM sentence embeddings, reduced with UMAP, clustered by "
+             "density with HDBSCAN). Keywords are the words most particular to a topic (class-based TF-IDF) "
+             f"that at least two of its texts use; {naming}. The representative texts are the topic's "
+             "closest to its centre.", "",
+             f"Details: minimum topic size {d['min_topic_size']}; {d['clusters_found']} clusters found, "
+             f"{d['merged']} merged as near-duplicates, {d['strays']} texts far from their topic made outliers, "
+             f"{d['outliers_reassigned']} outliers close enough to a topic put in it; "
              f"seed {d['seed']}.", "", f"![map of the texts, coloured by topic]({png_name})", "",
              "| topic | name | size | share | keywords |", "|---:|---|---:|---:|---|"]
     cell = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines += [f"| {t.id} | {cell(t.name)} | {t.size} | {t.share:.1%} | {cell(', '.join(t.keywords))} |"
+    shown = lambda t: cell(t.name) if t.named_by == "model" or not by_model else f"*{cell(t.name)}*"  # noqa: E731
+    lines += [f"| {t.id} | {shown(t)} | {t.size} | {t.share:.1%} | {cell(', '.join(t.keywords))} |"
               for t in result.topics]
     lines += ["", "## Representative texts", ""]
     for t in result.topics:
-        lines += [f"**{t.id}. {cell(t.name)}** ({t.size})", ""]
+        lines += [f"**{t.id}. {shown(t)}** ({t.size})", ""]
         lines += [f"- {cell(' '.join(r.split()))}" for r in t.representatives] + [""]
     return "\n".join(lines)

@@ -151,11 +151,30 @@ def test_keywords_and_representatives_by_hand():
     assert all(labels[r] == t for t, rows in enumerate(reps) for r in rows)
 
 
+def test_keywords_are_said_by_two_texts_of_the_topic():
+    """One ticket's typo or name is particular to its topic, but it is not what the topic is about."""
+    texts = ["card lost knwo", "card lost yesterday", "card lost abroad", "fee charged", "fee charged twice"]
+    words = keywords(texts, np.array([0, 0, 0, 1, 1]))
+    assert words[0] == ["lost", "card"] or words[0] == ["card", "lost"]
+    assert not {"knwo", "yesterday", "abroad", "twice"} & set(words[0] + words[1])
+
+
 def test_clean_name():
     assert _clean_name(' "Password reset problems."\n') == "Password reset problems"
     assert _clean_name("Name: Late deliveries") == "Late deliveries"
     assert _clean_name("I'm sorry for your loss") == ""  # not a name: the topic keeps its keyword name
     assert _clean_name("Package lost in shipping can be checked by checking the tracking") == ""
+    assert _clean_name("Order 0000458734") == "" and _clean_name("Cancel order #") == ""  # ids, not issues
+    assert _clean_name("Top 10 complaints") == "Top 10 complaints"
+
+
+def test_model_names_are_distinct():
+    from llmlab.apps.topics import _distinct
+
+    found = [Topic(i, f"t{i}", 10, 0.1, kw, [], []) for i, kw in
+             enumerate([["order", "cancel"], ["order", "cancel", "refund"], ["order", "cancel"], ["x"]])]
+    assert _distinct(["Cancel order", "Cancel order", "Cancel order", None], found) == [
+        "Cancel order", "Cancel order (refund)", None, None]
 
 
 def test_llm_names(smollm2_model):  # the session's fp32 SmolLM2, shared with other tests
@@ -196,6 +215,8 @@ def test_cli_writes_all_files(data, tmp_path, capsys):
     with open(out / "topics.csv", encoding="utf-8", newline="") as f:
         table = list(csv.DictReader(f))
     assert [r["topic"] for r in table] == ["0", "1", "2", "3", "-1"]
+    assert [r["named_by"] for r in table[:4]] == ["keywords"] * 4 and all(t["named_by"] == "keywords"
+                                                                            for t in doc["topics"])
     assert sum(int(r["size"]) for r in table) == len(texts)
     # run again on its own output: the file's topic columns are kept, the new ones get a suffix
     assert main(["topics", str(out / "assignments.csv"), "--text-column", "ticket", "--out", str(tmp_path / "again"),
