@@ -294,7 +294,7 @@ def cmd_chat(args) -> int:
             continue
         sys.stdout.write("\n")
         if cites is not None:
-            _print_sources(sources, *cites)
+            _print_sources(sources, *cites, query=line)
         if interactive:
             print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
         sys.stdout.flush()
@@ -608,21 +608,24 @@ def cmd_search(args) -> int:
         queries = [args.query]
     else:
         raise LlmlabError("give a QUERY or --queries FILE")
+    from llmlab.apps.search import SCORE_KINDS, snippet
+
     index = Index(args.index)
     for query in queries:
         hits = index.search(query, k=args.k, mode=args.mode)
         if args.format == "json":
-            print(json.dumps({"query": query, "results": [h.__dict__ for h in hits]}, ensure_ascii=False))
+            print(json.dumps({"query": query, "mode": args.mode, "score": SCORE_KINDS[args.mode],
+                              "results": [h.__dict__ for h in hits]}, ensure_ascii=False))
             continue
-        print(f"query: {query}")
+        print(f"query: {query}   [{args.mode}; score: {SCORE_KINDS[args.mode]}]")
         for rank, h in enumerate(hits, start=1):
-            snippet = " ".join(h.text.split())
-            print(f"{rank:2d}. [{h.score:.4f}] {h.path} (chunk {h.chunk})\n    {snippet[:300]}")
+            print(f"{rank:2d}. [{h.score:.4f}] {h.path} (chunk {h.chunk})\n    {snippet(h.text, query)}")
     return 0
 
 
 # --- llmlab ask / inspect -------------------------------------------------------------------
-def _print_sources(sources, citations: list[int], invalid: list[int], attributed: bool = False) -> None:
+def _print_sources(sources, citations: list[int], invalid: list[int], attributed: bool = False,
+                   query: str = "") -> None:
     """The numbered sources after an answer, and what the answer cites."""
     if invalid:
         print(f"[ignored citation(s) {', '.join(f'[{n}]' for n in invalid)}: no such source]")
@@ -631,12 +634,13 @@ def _print_sources(sources, citations: list[int], invalid: list[int], attributed
         print("cites: " + ", ".join(f"[{n}]" for n in citations) + how)
     else:
         print("the answer matches none of the sources; check it against them:")
+    from llmlab.apps.search import snippet
+
     for s in sources:
         mark = "*" if s.n in citations else " "
-        snippet = " ".join(s.text.split())
         cut = ", cut to fit the prompt" if s.trimmed else ""
         print(f"{mark}[{s.n}] {s.path} (chunk {s.chunk}, score {s.score:.4f}{cut})\n     "
-              f"{snippet[:200] + ('…' if len(snippet) > 200 else '')}")
+              f"{snippet(s.text, query, 200)}")
 
 
 def cmd_ask(args) -> int:
@@ -664,7 +668,7 @@ def cmd_ask(args) -> int:
         print(f"{a.answer} (the closest passage's similarity {a.relevance:.2f} is below {RELEVANCE:.2f})")
         return 0
     print("\n")
-    _print_sources(a.sources, a.citations, a.invalid, a.attributed)
+    _print_sources(a.sources, a.citations, a.invalid, a.attributed, query=args.question)
     return 0
 
 

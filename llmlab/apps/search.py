@@ -316,6 +316,30 @@ class Index:
         return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
 
 
+SCORE_KINDS = {"dense": "cosine similarity of MiniLM vectors", "bm25": "BM25",
+               "hybrid": "reciprocal rank fusion of dense and BM25 ranks"}
+
+
+def snippet(text: str, query: str = "", limit: int = 300) -> str:
+    """At most about ``limit`` characters of ``text`` on one line, cut between words and marked
+    "…" where cut: from the sentence that shares the most words with ``query`` (the start when none
+    does), so that the part of a passage that matched is what is shown."""
+    flat = " ".join(text.split())
+    words = {w for w in re.findall(r"\w+", query.lower()) if len(w) > 2}
+    start = 0
+    if words:
+        starts = [0] + [m.end() for m in re.finditer(r"[.!?。！？][\"'”’)\]]?\s+", flat)]
+        shared = [len(words & set(re.findall(r"\w+", flat[a:b].lower())))
+                  for a, b in zip(starts, starts[1:] + [len(flat)])]
+        if max(shared) > 0:
+            start = starts[shared.index(max(shared))]
+    piece = flat[start:]
+    if len(piece) > limit:
+        cut = piece.rfind(" ", 0, limit + 1)
+        piece = piece[:cut if cut > limit // 2 else limit].rstrip(" ,;:") + "…"
+    return ("…" if start else "") + piece
+
+
 def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
                    encoding: str | None = None) -> list[tuple[str, str]]:
     """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf, .docx).

@@ -266,6 +266,7 @@ def test_cli_index_and_search_json(corpus, tmp_path, capsys):
     assert main(["search", "--index", str(tmp_path / "ix"), "--queries", str(queries), "--format", "json"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["query"] for line in lines] == ["Eiffel Tower", "list comprehensions"]
+    assert lines[0]["mode"] == "hybrid" and "reciprocal rank fusion" in lines[0]["score"]
     assert lines[0]["results"][0]["path"].endswith("paris.txt")
     assert lines[1]["results"][0]["path"].endswith("python.txt")
     assert main(["search", "anything", "--index", str(tmp_path / "nowhere")]) == 2
@@ -274,3 +275,15 @@ def test_cli_index_and_search_json(corpus, tmp_path, capsys):
     assert "missing.txt: no such file" in capsys.readouterr().err
     assert main(["search", "tea", "--index", str(tmp_path / "ix"), "--queries", str(queries)]) == 2  # which one?
     assert "give a QUERY or --queries FILE, not both" in capsys.readouterr().err
+
+
+def test_snippet_shows_the_sentence_that_matched_cut_between_words():
+    from llmlab.apps.search import snippet
+
+    text = ("We observe today not a victory of party. " * 3 + "And so, my fellow Americans: ask not what your "
+            "country can do for you -- ask what you can do for your country.\n\nMy fellow citizens of the world.")
+    shown = snippet(text, "What did Kennedy ask Americans to do for their country?", 80)
+    assert shown.startswith("…And so, my fellow Americans: ask not") and shown.endswith("…") and len(shown) <= 82
+    assert shown[:-1].split()[-1] in text.split()  # cut between words, not inside one
+    assert snippet(text, "zebra", 40).startswith("We observe today") and "\n" not in snippet(text)
+    assert snippet("short text", "text") == "short text"
