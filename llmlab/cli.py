@@ -426,8 +426,11 @@ def cmd_classify(args) -> int:
         doc = {"method": result.method, "labels": result.labels, "out": args.out,
                "empty_texts": result.details.get("empty_texts", 0), "cut_texts": result.details.get("cut_texts", 0),
                "true_labels_not_predictable": result.details.get("true_labels_not_predictable", []),
-               "predictions": [{"predicted_label": p or None, "confidence": round(c, 4) if p else None}
-                               for p, c in zip(result.predicted, result.confidence)]}
+               "training": {k: result.details[k] for k in ("train_rows", "features", "C", "cv_folds", "cv_accuracy")
+                            if k in result.details} or None,
+               "predictions": [{"row": i, "predicted_label": p or None, "confidence": round(c, 4) if p else None}
+                               | ({"true_label": truth[i] or None} if truth is not None else {})
+                               for i, (p, c) in enumerate(zip(result.predicted, result.confidence))]}
         if result.metrics:
             m = result.metrics
             doc["metrics"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "per_class": m.per_class,
@@ -436,12 +439,20 @@ def cmd_classify(args) -> int:
         return 0
     counts = {n: result.predicted.count(n) for n in result.labels}
     empty = result.details.get("empty_texts", 0)
-    print(f"{result.method}: {len(texts)} texts -> " + ", ".join(f"{n}: {c}" for n, c in counts.items())
+    d = result.details
+    if "train_rows" in d:
+        how = (f"C = {d['C']:g} chosen by {d['cv_folds']}-fold cross-validation, accuracy {d['cv_accuracy']:.4f}"
+               if d.get("cv_accuracy") is not None else f"C = {d['C']:g}: too few rows per class to cross-validate")
+        print(f"{result.method}: logistic regression on {d['features']:,} features, trained on {d['train_rows']:,} "
+              f"labelled rows ({how})")
+    print(f"{result.method}: {len(texts)} texts; predicted " + ", ".join(f"{n}: {c}" for n, c in counts.items())
           + (f"; {empty} empty text{'s' * (empty != 1)} left unlabelled" if empty else ""))
     if result.metrics:
         m = result.metrics
         scored = sum(v["support"] for v in m.per_class.values())
-        print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}"
+        majority = max(v["support"] for v in m.per_class.values()) / scored
+        print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}   (always the most common true label: "
+              f"accuracy {majority:.4f})"
               + (f"   (on the {scored} texts with content and a true label)" if scored < len(texts) else ""))
         width = max(len("label"), *(len(n) for n in m.per_class))
         print(f"{'label':<{width}}  precision  recall      f1  support")

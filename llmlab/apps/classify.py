@@ -194,9 +194,10 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
     x_train, x = sp.hstack(parts_train).tocsr(), sp.hstack(parts).tocsr()  # rows: L2-normalised blocks
     folds = min(3, min(train_labels.count(n) for n in names))
     head = LogisticRegression(max_iter=3000)
+    cv_accuracy = None
     if folds >= 2:  # pick the regularisation strength on the training data alone
         head = GridSearchCV(head, {"C": [0.3, 1.0, 3.0, 10.0]}, cv=folds).fit(x_train, train_labels)
-        chosen = head.best_params_["C"]
+        chosen, cv_accuracy = head.best_params_["C"], float(head.best_score_)
     else:
         head.fit(x_train, train_labels)
         chosen = head.C
@@ -204,7 +205,8 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
     classes = [str(c) for c in head.classes_]
     best = probs.argmax(axis=1)
     return Classification(method, classes, [classes[i] for i in best], probs.max(axis=1).tolist(),
-                          details={"C": chosen, "cv_folds": folds, "features": x.shape[1]}, probabilities=probs)
+                          details={"C": chosen, "cv_folds": folds, "cv_accuracy": cv_accuracy, "features": x.shape[1],
+                                   "train_rows": len(train_texts)}, probabilities=probs)
 
 
 def _finetuned(texts, model, progress) -> Classification:

@@ -148,10 +148,17 @@ def test_cli_writes_predictions_and_a_confusion_png(tmp_path, capsys):
     code = main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
                  "--train", str(tmp_path / "train.csv"), "--out", str(out), "--quiet"])
     printed = capsys.readouterr().out
-    assert code == 0 and "macro-F1" in printed
+    assert code == 0 and "macro-F1" in printed and "trained on 12 labelled rows (C = " in printed
+    assert "(always the most common true label: accuracy 0.5000)" in printed  # 6 pos, 6 neg
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert len(rows) == 12 and {"text", "label", "predicted_label", "confidence"} <= set(rows[0])
     assert (tmp_path / "pred.confusion.png").read_bytes()[:4] == b"\x89PNG"
+    main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+          "--train", str(tmp_path / "train.csv"), "--quiet", "--format", "json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["training"]["train_rows"] == 12 and doc["training"]["C"] in (0.3, 1.0, 3.0, 10.0)
+    assert [p["row"] for p in doc["predictions"]] == list(range(12))
+    assert [p["true_label"] for p in doc["predictions"]] == [r["label"] for r in rows]
     code = main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--method", "zero-shot",
                  "--labels", "neg=" + DESCRIPTIONS["neg"] + ",pos=" + DESCRIPTIONS["pos"], "--format", "json",
                  "--quiet"])
