@@ -287,3 +287,31 @@ def test_snippet_shows_the_sentence_that_matched_cut_between_words():
     assert shown[:-1].split()[-1] in text.split()  # cut between words, not inside one
     assert snippet(text, "zebra", 40).startswith("We observe today") and "\n" not in snippet(text)
     assert snippet("short text", "text") == "short text"
+
+
+def test_file_names_are_searched_with_their_chunks(tmp_path):
+    """A speech rarely says its speaker's name; its file name does. Indexes of format 4 (no names) are
+    rebuilt on opening, their vectors kept."""
+    from llmlab.apps.search import bm25_text, title
+
+    assert title("/speeches/1961-Kennedy.txt") == "1961 Kennedy" and title("4983") == "" and title("a_b.md") == "a b"
+    folder = tmp_path / "speeches"
+    folder.mkdir()
+    (folder / "1961-Kennedy.txt").write_text("Ask not what your country can do for you.", encoding="utf-8")
+    (folder / "1933-Roosevelt.txt").write_text("The only thing we have to fear is fear itself.", encoding="utf-8")
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([folder]))
+    assert [Path(h.path).name for h in index.search("Kennedy", k=5, mode="bm25")] == ["1961-Kennedy.txt"]
+    vectors = index.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
+    with index.db:  # the table as format 4 had it: chunk texts only
+        index.db.execute("DROP TABLE chunks_fts")
+        index.db.execute("CREATE VIRTUAL TABLE chunks_fts USING fts5(text, tokenize='porter unicode61')")
+        index.db.executemany("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+                             [(i, bm25_text(t)) for i, t in index.db.execute("SELECT id, text FROM chunks")])
+        index.db.execute("UPDATE meta SET value = '4' WHERE key = 'schema'")
+    assert index.search("Roosevelt", k=5, mode="bm25") == []
+    index.db.close()
+    again = Index(tmp_path / "ix")
+    assert again.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == SCHEMA_VERSION
+    assert [Path(h.path).name for h in again.search("Roosevelt", k=5, mode="bm25")] == ["1933-Roosevelt.txt"]
+    assert again.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall() == vectors
