@@ -601,8 +601,9 @@ def cmd_index(args) -> int:
         print(json.dumps(report.__dict__ | {"unreadable": skipped}, ensure_ascii=False))
     else:
         removed = f", {report.removed} removed (no longer there)" if report.removed else ""
-        print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, {report.chunks} new chunks; "
-              f"{report.total_chunks} chunks in {args.index}" + (f"; {len(skipped)} unreadable" if skipped else ""))
+        print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, "
+              f"{report.new_chunks} new chunks; {report.total_chunks} chunks in {args.index}"
+              + (f"; {len(skipped)} unreadable" if skipped else ""))
     return 0
 
 

@@ -78,7 +78,7 @@ class IndexReport:
     indexed: int  # files (re)embedded now
     unchanged: int  # the same text as at the last run: kept as it was
     removed: int  # files no longer there (deleted, renamed, now unreadable) taken out of the index
-    chunks: int  # chunks written now
+    new_chunks: int  # chunks written now
     total_chunks: int  # chunks in the index
 
 

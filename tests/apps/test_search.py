@@ -244,7 +244,7 @@ def test_cli_index_reads_other_encodings_when_named(corpus, tmp_path, capsys):
     assert "skipped" in captured.err and "café.txt: not valid UTF-8" in captured.err and "--encoding" in captured.err
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json", "--encoding", "latin-1"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert (report["indexed"], report["unchanged"], report["chunks"]) == (1, 4, 1)
+    assert (report["indexed"], report["unchanged"], report["new_chunks"]) == (1, 4, 1)
     hits = Index(index).search("café crème", k=1, mode="bm25")
     assert hits[0].path.endswith("café.txt") and "Le café crème" in hits[0].text
     # From scratch, the named encoding reads the latin-1 file and leaves the UTF-8 one as it is.
