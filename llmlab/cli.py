@@ -6,6 +6,7 @@ status 2; no traceback reaches the user.
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -983,7 +984,7 @@ def _ranged(kind, low=None, high=None, low_open=False, high_open=False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, not "
                                              f"{value!r}") from None
-        if not (x == x and abs(x) != float("inf")):
+        if not math.isfinite(x):
             raise argparse.ArgumentTypeError(f"a finite number is needed, not {value!r}")
         if (low is not None and (x < low or low_open and x == low)) or (
                 high is not None and (x > high or high_open and x == high)):
