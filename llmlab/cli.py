@@ -218,7 +218,16 @@ def cmd_chat(args) -> int:
         session.config.stop.extend(PLAIN_STOP)
     index = query = None  # query: the last search query; a follow-up question is searched together with it
     if args.index:
-        from llmlab.apps.ask import NOT_FOUND, RELEVANCE, STOP, citations, retrieve, search_query, source_message
+        from llmlab.apps.ask import (
+            NOT_FOUND,
+            RELEVANCE,
+            STOP,
+            citations,
+            retrieve,
+            search_query,
+            source_message,
+            unsupported_quotes,
+        )
         from llmlab.apps.search import Index
 
         index = Index(args.index)
@@ -288,6 +297,7 @@ def cmd_chat(args) -> int:
                    "finish_reason": c.finish_reason, "dropped_turns": turn.dropped}
             if cites is not None:
                 doc |= {"citations": cites[0], "citations_attributed": cites[2],
+                        "unsupported_quotes": unsupported_quotes(c.text, [src.text for src in sources]),
                         "sources": [{k: src.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
                                     for src in sources]}
             print(json.dumps(doc, ensure_ascii=False))
@@ -295,7 +305,7 @@ def cmd_chat(args) -> int:
             continue
         sys.stdout.write("\n")
         if cites is not None:
-            _print_sources(sources, *cites, query=line)
+            _print_sources(sources, *cites, query=line, unquoted=unsupported_quotes(c.text, [s.text for s in sources]))
         if interactive:
             print(f"[{len(c.ids)} tokens, {c.tokens_per_second:.1f} tok/s]", file=sys.stderr)
         sys.stdout.flush()
@@ -638,8 +648,10 @@ def cmd_search(args) -> int:
 
 # --- llmlab ask / inspect -------------------------------------------------------------------
 def _print_sources(sources, citations: list[int], invalid: list[int], attributed: bool = False,
-                   query: str = "") -> None:
+                   query: str = "", unquoted: list[str] = ()) -> None:
     """The numbered sources after an answer, and what the answer cites."""
+    for quote in unquoted:
+        print(f"[warning: the quotation \"{quote}\" is in none of the sources]")
     if invalid:
         print(f"[ignored citation(s) {', '.join(f'[{n}]' for n in invalid)}: no such source]")
     if citations:
@@ -671,7 +683,7 @@ def cmd_ask(args) -> int:
     if args.format == "json":
         print(json.dumps({"question": a.question, "answer": a.answer, "found": a.found,
                           "relevance": round(float(a.relevance), 4), "citations": a.citations,
-                          "citations_attributed": a.attributed,
+                          "citations_attributed": a.attributed, "unsupported_quotes": a.unquoted,
                           "sources": [{k: s.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
                                       for s in a.sources]}, ensure_ascii=False))
         return 0
@@ -681,7 +693,7 @@ def cmd_ask(args) -> int:
         print(f"{a.answer} (the closest passage's similarity {a.relevance:.2f} is below {RELEVANCE:.2f})")
         return 0
     print("\n")
-    _print_sources(a.sources, a.citations, a.invalid, a.attributed, query=args.question)
+    _print_sources(a.sources, a.citations, a.invalid, a.attributed, query=args.question, unquoted=a.unquoted)
     return 0
 
 

@@ -23,6 +23,8 @@ and lets SmolLM2 answer greedily. The answer is then checked, not trusted:
   next ones. A longer passage is cut at a token boundary and marked with "…" (``Source.trimmed``).
   Special-token strings (``<|im_end|>`` ...) inside passages are removed, so a document cannot
   end the user's turn.
+- **Quotes are checked.** Words the answer puts in double quotes (three or more) that no passage
+  holds are listed in ``Answer.unquoted`` and flagged: a 135M model invents quotations.
 - The answer is the model's first paragraph (generation stops at a blank line; SmolLM2-135M
   tends to recite the passages after answering), decoded greedily with the repetition penalty
   `llmlab chat` uses (``ANSWER_REPETITION_PENALTY`` = 1.1 on the last 64 tokens): of 98 SciFact
@@ -85,6 +87,7 @@ class Answer:
     prompt_tokens: int = 0
     finish_reason: str | None = None  # "eos", "stop" or "length"; None without a model call
     attributed: bool = False  # True: the model cited nothing; `citations` were matched by similarity
+    unquoted: list[str] = field(default_factory=list)  # words the answer puts in quotes that no source holds
 
 
 def ask(question: str, index, k: int = 3, mode: str = "hybrid", decoder=None, max_new_tokens: int = 160,
@@ -110,7 +113,21 @@ def ask(question: str, index, k: int = 3, mode: str = "hybrid", decoder=None, ma
     answer = completion.text.strip()
     valid, invalid, attributed = citations(answer, sources, index.encoder())
     return Answer(question, answer, valid, sources, True, relevance, invalid, len(ids), completion.finish_reason,
-                  attributed)
+                  attributed, unsupported_quotes(answer, [s.text for s in sources]))
+
+
+_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
+
+
+def unsupported_quotes(answer: str, passages: list[str]) -> list[str]:
+    """The quotations in ``answer`` (three words or more, in straight or curly double quotes) that
+    none of ``passages`` holds, whitespace, case and punctuation aside: a quote the model made up."""
+    def norm(text: str) -> str:
+        return " ".join(re.findall(r"\w+", text.lower()))
+
+    held = [norm(p) for p in passages]
+    found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(answer)]
+    return [q.strip() for q in found if len(norm(q).split()) >= 3 and not any(norm(q) in h for h in held)]
 
 
 def retrieve(index, question: str, k: int = 3, mode: str = "hybrid") -> tuple[list[Source], float]:

@@ -20,6 +20,7 @@ from llmlab.apps.ask import (
     grounded_message,
     retrieve,
     search_query,
+    unsupported_quotes,
 )
 from llmlab.apps.search import Index, read_documents
 from llmlab.cli import main
@@ -119,7 +120,8 @@ def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys)
                  "--max-new-tokens", "24", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {"question", "answer", "found", "relevance", "citations", "citations_attributed",
-                        "sources"} and doc["answer"]
+                        "unsupported_quotes", "sources"} and doc["answer"]
+    assert doc["unsupported_quotes"] == unsupported_quotes(doc["answer"], [s["text"] for s in doc["sources"]])
     assert doc["found"] is True and doc["relevance"] >= RELEVANCE
     assert [s["n"] for s in doc["sources"]] == [1, 2] and set(doc["sources"][0]) == {"n", "path", "chunk", "score",
                                                                                         "text"}
@@ -166,3 +168,13 @@ def test_chat_with_index_follows_up(index, smollm2_model, monkeypatch, capsys):
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert docs[1]["user"] == "Who invented it?" and docs[1]["sources"][0]["path"].endswith("violin.txt")
     assert docs[2] == {"user": "Who invented it?", "assistant": NOT_FOUND, "found": False}  # /reset forgets
+
+
+def test_made_up_quotations_are_flagged():
+    passages = ["And so, my fellow Americans: ask not what your country can do for you.",
+                "The only thing we have to fear is fear itself."]
+    answer = ('He said "ask not what your country can do for you" and “the only thing to fear is not fear '
+              'itself”, a "stretch of endless possibility", and "so".')
+    assert unsupported_quotes(answer, passages) == ["the only thing to fear is not fear itself",
+                                                    "stretch of endless possibility"]
+    assert unsupported_quotes("No quotes here.", passages) == []
