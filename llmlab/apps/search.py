@@ -27,6 +27,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,13 +106,43 @@ def check_chunking(chunk_tokens: int, overlap: int) -> None:
 
 def chunk_text(text: str, tokenizer, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, overlap: int = DEFAULT_OVERLAP
                ) -> list[str]:
-    """Windows of ``chunk_tokens`` tokens, each starting ``chunk_tokens - overlap`` after the last."""
+    """Windows of at most ``chunk_tokens`` tokens, each starting about ``overlap`` tokens before the
+    last one ends. Ends and starts move to the nearest word boundary within ``SNAP`` tokens (a
+    token that begins with a space or line break), so that no chunk starts or ends inside a word
+    ("...ishes, for it thrives"); no text falls between two chunks."""
     check_chunking(chunk_tokens, overlap)
     ids = tokenizer.encode(text, special=False)
-    step = chunk_tokens - overlap
-    chunks = [tokenizer.decode(ids[start:start + chunk_tokens]).strip()
-              for start in range(0, max(len(ids) - overlap, 1), step)]
+    n = len(ids)
+    words = np.flatnonzero(_word_starts(tokenizer)[np.asarray(ids, dtype=np.int64)]) if n else np.zeros(0, int)
+
+    def back(p: int, low: int) -> int:  # the last word start in (low, p] within SNAP of p, else p
+        k = int(np.searchsorted(words, p, side="right")) - 1
+        return int(words[k]) if k >= 0 and words[k] > low and p - words[k] <= SNAP else p
+
+    def forward(p: int, high: int) -> int:  # the first word start in [p, high] within SNAP of p, else p
+        k = int(np.searchsorted(words, p))
+        return int(words[k]) if k < len(words) and words[k] <= high and words[k] - p <= SNAP else p
+
+    chunks, start = [], 0
+    while True:  # one step per chunk, not per token
+        end = n if start + chunk_tokens >= n else back(start + chunk_tokens, start)
+        chunks.append(tokenizer.decode(ids[start:end]).strip())
+        if end >= n:
+            break
+        start = forward(max(end - overlap, start + 1), end)
     return [c for c in chunks if c]
+
+
+SNAP = 8  # tokens a chunk boundary may move to fall between words
+_WORD_STARTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _word_starts(tokenizer) -> np.ndarray:
+    """For each token id, whether the token begins with whitespace (a word starts there); once per tokenizer."""
+    if tokenizer not in _WORD_STARTS:
+        _WORD_STARTS[tokenizer] = np.array([tokenizer.decode([i])[:1].isspace() for i in range(tokenizer.vocab_size)],
+                                           dtype=bool)
+    return _WORD_STARTS[tokenizer]
 
 
 class Index:
