@@ -195,6 +195,9 @@ def test_chunks_overlap():
     chunks = chunk_text(text, tok, chunk_tokens=50, overlap=10)
     assert len(chunks) > 5 and all(len(tok.encode(c)) <= 51 for c in chunks)
     assert chunks[0].split()[-1] in chunks[1]  # the end of one chunk starts the next
+    words = set(text.split())  # "word123" is several tokens: no chunk starts or ends inside one
+    assert all(set(c.split()) <= words for c in chunks)
+    assert " ".join(chunk_text(text, tok, chunk_tokens=50, overlap=0)) == text  # no overlap: nothing lost, no gap
 
 
 def test_errors(tmp_path, corpus):
