@@ -21,7 +21,7 @@
   threshold (0.30) and the best sentence below ``SENTENCE_RELEVANCE`` (0.45), the answer is "not
   found in the document" and the model is not called: a question about one clause of a contract
   can be far from every chunk, which mixes clauses, and close to one sentence (on SciFact the
-  sentence gate keeps 99.0% of answerable claims and still rejects 100% of off-topic questions,
+  sentence gate keeps 98.5% of answerable claims and still rejects 100% of off-topic questions,
   bench/inspect.py calibrate); the best sentence's chunk is then among the passages. Each answer
   carries a quote: the document sentence (of four words or more, when there is one), inside the
   passages it cites (or the best passage when it cites none), most similar to the question and
