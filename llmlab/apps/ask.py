@@ -6,7 +6,7 @@ and lets SmolLM2 answer greedily. The answer is then checked, not trusted:
 
 - **Nothing relevant, no model call.** When the best passage's MiniLM cosine similarity to the
   question is below ``RELEVANCE`` (0.30) the answer is ``NOT_FOUND``. Calibrated on SciFact with
-  `bench/inspect.py --only calibrate` (2-core CPU): 0.30 keeps 99% of answerable claims and
+  `bench/inspect.py --only calibrate` (2-core CPU): 0.30 keeps 98.5% of answerable claims and
   rejects 100% of off-topic (banking77) questions, but only 3% of in-domain claims whose
   abstract is absent: similarity finds the topic, not the answer; those reach the model,
   which is told to say when the passages lack the answer.
