@@ -234,21 +234,21 @@ Client in the 12 months before the claim arose.
 
 9. Governing law. This Agreement is governed by the laws of England and Wales.
 """
-CHECKLIST = [  # (item, what the contract says): 6 yes, 6 no, 2 it does not address
-    ("Is interest charged on late payments?", "yes"),
-    ("Does the agreement renew automatically?", "yes"),
-    ("Is the provider's liability limited?", "yes"),
-    ("Is the agreement governed by the laws of England and Wales?", "yes"),
-    ("Does the confidentiality obligation continue after the agreement ends?", "yes"),
-    ("Must the provider hold insurance?", "yes"),
-    ("Can the client terminate at any time without giving a reason?", "no"),
-    ("May the provider subcontract its work without the client's consent?", "no"),
-    ("May personal data be transferred outside the United Kingdom?", "no"),
-    ("Is the monthly fee paid in advance?", "no"),
-    ("Does the agreement run for an indefinite period?", "no"),
-    ("Is the provider's liability unlimited?", "no"),
-    ("Does the agreement name a data protection officer?", "not addressed"),
-    ("Does the agreement contain a non-compete clause?", "not addressed"),
+CHECKLIST = [  # (item, what the contract says, words of the sentence that says it): 6 yes, 6 no, 2 not addressed
+    ("Is interest charged on late payments?", "yes", "Late payments carry interest"),
+    ("Does the agreement renew automatically?", "yes", "renews automatically"),
+    ("Is the provider's liability limited?", "yes", "total liability under this Agreement is limited"),
+    ("Is the agreement governed by the laws of England and Wales?", "yes", "governed by the laws of England"),
+    ("Does the confidentiality obligation continue after the agreement ends?", "yes", "survives the end"),
+    ("Must the provider hold insurance?", "yes", "public liability insurance"),
+    ("Can the client terminate at any time without giving a reason?", "no", "may not otherwise terminate"),
+    ("May the provider subcontract its work without the client's consent?", "no", "may not subcontract"),
+    ("May personal data be transferred outside the United Kingdom?", "no", "never transferred outside"),
+    ("Is the monthly fee paid in advance?", "no", "invoices monthly in arrears"),
+    ("Does the agreement run for an indefinite period?", "no", "initial term of 24 months"),
+    ("Is the provider's liability unlimited?", "no", "total liability under this Agreement is limited"),
+    ("Does the agreement name a data protection officer?", "not addressed", None),
+    ("Does the agreement contain a non-compete clause?", "not addressed", None),
 ]
 
 
@@ -266,17 +266,22 @@ def checklist(data: Path) -> None:
         path = Path(folder) / "agreement.txt"
         path.write_text(CONTRACT, encoding="utf-8")
         start = time.perf_counter()
-        result = module.inspect(path, summary=False, checklist=[item for item, _ in CHECKLIST], decoder=decoder,
+        result = module.inspect(path, summary=False, checklist=[item for item, *_ in CHECKLIST], decoder=decoder,
                                 encoder=encoder)
         seconds = time.perf_counter() - start
     right = {"yes": 0, "no": 0, "not addressed": 0}
+    quoted = 0  # items the contract addresses whose quote is the sentence that says it
     print(f"checklist on a {result.tokens}-token service agreement ({len(CHECKLIST)} items, int4, {seconds:.0f} s)")
-    print(f"{'truth':>13} {'verdict':>9}  item / answer")
-    for (item, truth), finding in zip(CHECKLIST, result.checklist):
+    print(f"{'truth':>13} {'verdict':>9} quote  item / answer")
+    for (item, truth, clause), finding in zip(CHECKLIST, result.checklist):
         right[truth] += finding.verdict == truth or truth == "not addressed" and finding.verdict == "not found"
-        print(f"{truth:>13} {finding.verdict:>9}  {item}\n{'':25}{' '.join(finding.answer.split())[:100]}")
-    totals = {truth: sum(t == truth for _, t in CHECKLIST) for truth in right}
-    print("right: " + ", ".join(f"{truth} {n} of {totals[truth]}" for truth, n in right.items()))
+        hit = clause is not None and finding.quote is not None and clause in " ".join(finding.quote.split())
+        quoted += hit
+        print(f"{truth:>13} {finding.verdict:>9} {'right' if hit else '-':>5}  {item}\n{'':31}"
+              f"{' '.join(finding.answer.split())[:100]}")
+    totals = {truth: sum(t == truth for _, t, _ in CHECKLIST) for truth in right}
+    print("verdicts right: " + ", ".join(f"{truth} {n} of {totals[truth]}" for truth, n in right.items()))
+    print(f"quote is the sentence that answers the item: {quoted} of {totals['yes'] + totals['no']}")
 
 
 def unit(x: np.ndarray) -> np.ndarray:
