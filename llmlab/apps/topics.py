@@ -411,11 +411,13 @@ def _clean_name(text: str) -> str:
 
 
 # --- files ----------------------------------------------------------------------------------------
-def map_png(result: Topics, seed: int = 0, max_labels: int = 30) -> bytes:
-    """A 2-D UMAP map of the texts coloured by topic (outliers grey), as PNG bytes."""
+def map_png(result: Topics, seed: int = 0, max_labels: int = 100) -> bytes:
+    """A 2-D UMAP map of the texts coloured by topic (outliers grey), each topic's id at its middle
+    (the 30 largest in bold), as PNG bytes. 20 colours repeat; the ids tell topics apart."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patheffects as effects
     import matplotlib.pyplot as plt
 
     content = np.ones(len(result.assignments), dtype=bool)
@@ -427,13 +429,15 @@ def map_png(result: Topics, seed: int = 0, max_labels: int = 30) -> bytes:
     ax.scatter(xy[out, 0], xy[out, 1], s=4, c="lightgrey", label=f"outliers ({out.sum()})")
     colours = plt.get_cmap("tab20")(labels[~out] % 20)
     ax.scatter(xy[~out, 0], xy[~out, 1], s=6, c=colours)
-    for t in result.topics[:max_labels]:  # the largest topics get their id at their middle
+    for rank, t in enumerate(result.topics[:max_labels]):  # ids, outlined in white to read over the dots
         cx, cy = np.median(xy[labels == t.id], axis=0)
-        ax.annotate(str(t.id), (cx, cy), fontsize=8, weight="bold", ha="center", va="center")
+        ax.annotate(str(t.id), (cx, cy), fontsize=8 if rank < 30 else 6, weight="bold" if rank < 30 else "normal",
+                    ha="center", va="center", path_effects=[effects.withStroke(linewidth=2, foreground="white")])
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(f"{len(result.topics)} topics, {result.outliers} outliers ({len(labels)} texts"
-                 + (f", {len(result.empty_rows)} empty ones left out)" if result.empty_rows else ")"))
+                 + (f", {len(result.empty_rows)} empty ones left out" if result.empty_rows else "")
+                 + "); numbers: topic ids as in report.md", fontsize=10)
     if out.any():
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
