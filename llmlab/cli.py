@@ -594,19 +594,22 @@ def cmd_topics(args) -> int:
 
 # --- llmlab index / search ----------------------------------------------------------------
 def cmd_index(args) -> int:
-    from llmlab.apps.search import Index, read_documents
+    from llmlab.apps.search import INDEX_FILE, Index, read_documents
 
     skipped: list[str] = []
-    documents = read_documents(args.paths, skipped, args.encoding)
+    folders = [p for p in args.paths if Path(p).is_dir()]
+    index = Index(args.index) if (Path(args.index) / INDEX_FILE).is_file() else None  # nothing made before reading
+    # a folder emptied since it was indexed is not an error: its files leave the index
+    emptied = bool(folders) and index is not None and index.chunking() is not None
+    documents = read_documents(args.paths, skipped, args.encoding, allow_none=emptied)
+    index = index or Index(args.index, create=True)
     for reason in skipped:
         print(f"llmlab: skipped {reason}", file=sys.stderr)
     if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
         print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
               "UTF-8 files are still read as UTF-8", file=sys.stderr)
-    index = Index(args.index, create=True)
     if args.rebuild:
         index.clear()
-    folders = [p for p in args.paths if Path(p).is_dir()]
     report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
     if args.format == "json":
         print(json.dumps(report.__dict__ | {"unreadable": skipped}, ensure_ascii=False))

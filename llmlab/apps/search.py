@@ -387,7 +387,7 @@ def snippet(text: str, query: str = "", limit: int = 300) -> str:
 
 
 def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
-                   encoding: str | None = None) -> list[tuple[str, str]]:
+                   encoding: str | None = None, allow_none: bool = False) -> list[tuple[str, str]]:
     """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf, .docx).
 
     ``encoding``: of the text files (`read_document`'s default: UTF-8 or what the file marks).
@@ -408,7 +408,7 @@ def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
             found.append((p, True))
         else:
             raise LlmlabError(f"{p}: no such file or folder")
-    if not found:
+    if not found and not allow_none:  # allow_none: folders emptied since they were indexed
         raise LlmlabError(f"no documents to index ({', '.join(SUFFIXES)})")
     documents = []
     for f, explicit in found:

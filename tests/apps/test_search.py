@@ -75,6 +75,13 @@ def test_files_gone_from_a_folder_leave_the_index(corpus, tmp_path, capsys):
     assert (report["indexed"], report["unchanged"], report["removed"]) == (1, 0, 3)
     paths = {Path(h.path).name for h in Index(index).search("Paris tea Python Moon", k=10)}
     assert paths == {"france.txt", "moon.txt"}
+    for f in corpus.iterdir():  # a folder emptied: its files leave the index, no error
+        f.unlink()
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 1  # france.txt (the empty tea.md was out already)
+    assert {Path(h.path).name for h in Index(index).search("Paris tea Python Moon", k=10)} == {"moon.txt"}
+    assert main(["index", str(corpus), "--index", str(tmp_path / "new"), "--quiet"]) == 2  # nothing to build from
+    assert "no documents to index" in capsys.readouterr().err and not (tmp_path / "new").exists()
 
 
 def test_chunking_is_the_index_own(corpus, tmp_path, capsys):
