@@ -127,7 +127,8 @@ def unsupported_quotes(answer: str, passages: list[str]) -> list[str]:
 
     held = [norm(p) for p in passages]
     found = [next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(answer)]
-    return [q.strip() for q in found if len(norm(q).split()) >= 3 and not any(norm(q) in h for h in held)]
+    return [q.strip() for q, words in ((q, norm(q)) for q in found)
+            if len(words.split()) >= 3 and not any(words in h for h in held)]
 
 
 def retrieve(index, question: str, k: int = 3, mode: str = "hybrid") -> tuple[list[Source], float]:
