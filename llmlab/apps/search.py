@@ -24,10 +24,14 @@ Tests: tests/apps/test_search.py.
 """
 
 import hashlib
+import numbers
 import os
 import re
+import reprlib
 import sqlite3
 import weakref
+from collections.abc import Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +149,25 @@ def _word_starts(tokenizer) -> np.ndarray:
     return _WORD_STARTS[tokenizer]
 
 
+def check_documents(documents: Iterable[tuple[str | Path, str]]) -> list[tuple[str, str]]:
+    """The documents as a list of (path, text) pairs of str, read once; a path may be a ``Path``."""
+    try:
+        items = list(documents)
+    except TypeError:
+        raise LlmlabError(f"documents must be (path, text) pairs, not {type(documents).__name__}") from None
+    for i, item in enumerate(items):
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], (str, Path))
+                and isinstance(item[1], str)):
+            raise LlmlabError(f"document {i}: expected a (path, text) pair of str, not {reprlib.repr(item)}")
+    return [(str(path), text) for path, text in items]
+
+
 class Index:
-    """An on-disk search index in ``directory``."""
+    """An on-disk search index in ``directory``.
+
+    Each search reads the index as it is on disk at that moment, in one read transaction: files
+    added or removed by this object, another one or another process (`llmlab index`) are seen
+    by every mode, however long this object has been open."""
 
     def __init__(self, directory: str | Path, create: bool = False):
         self.directory = Path(directory)
@@ -188,9 +209,17 @@ class Index:
                               f"this llmlab reads {SCHEMA_VERSION}); "
                               + ("use the llmlab that built it, or " if newer else "")
                               + "delete the folder and build it again with `llmlab index`")
-        self._vectors = None
+        self._vectors = None  # (PRAGMA data_version they were read at, chunk ids, unit vectors)
         self._encoder = None
         self._last_query = None
+
+    def __repr__(self) -> str:
+        try:
+            files, chunks = self.db.execute("SELECT (SELECT COUNT(*) FROM docs), (SELECT COUNT(*) FROM chunks)"
+                                            ).fetchone()
+        except (sqlite3.Error, AttributeError):  # closed, locked, damaged, never opened: the folder says which
+            return f"<Index {self.directory}>"
+        return f"<Index {self.directory}: {files} files, {chunks} chunks>"
 
     def encoder(self):
         if self._encoder is None:
@@ -216,9 +245,9 @@ class Index:
             self.db.execute("DELETE FROM meta WHERE key IN ('chunk_tokens', 'overlap')")
         self._vectors = None
 
-    def add(self, documents: list[tuple[str, str]], chunk_tokens: int | None = None, overlap: int | None = None,
-            progress: bool = False, folders: list[str | Path] = ()) -> IndexReport:
-        """Index (path or id, text) pairs; unchanged ones are kept as they are.
+    def add(self, documents: Iterable[tuple[str | Path, str]], chunk_tokens: int | None = None,
+            overlap: int | None = None, progress: bool = False, folders: list[str | Path] = ()) -> IndexReport:
+        """Index (path or id, text) pairs, from any iterable; unchanged ones are kept as they are.
 
         ``chunk_tokens`` / ``overlap`` (default: the index's own, or 200 / 40 for a new index) must
         match the index's: its chunks are all cut one way. ``folders``: folders whose files are
@@ -226,6 +255,7 @@ class Index:
         ``documents`` (deleted, renamed, no longer readable) is removed, so that search never cites it."""
         from llmlab.tokenize import load_tokenizer
 
+        documents = check_documents(documents)  # before anything is written
         built = self.chunking()
         chunk_tokens = chunk_tokens if chunk_tokens is not None else (built or (DEFAULT_CHUNK_TOKENS,))[0]
         overlap = overlap if overlap is not None else (built or (0, DEFAULT_OVERLAP))[1]
@@ -297,39 +327,63 @@ class Index:
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         if mode not in MODES:
             raise LlmlabError(f"unknown search mode {mode!r} (choose from {', '.join(MODES)})")
+        if not isinstance(query, str):
+            raise LlmlabError(f"the query must be a str, not {type(query).__name__}")
         if not query.strip():
             raise LlmlabError("empty query")
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise LlmlabError(f"k must be a whole number of hits (an int), at least 1, not {k!r}")
         if k < 1:
             raise LlmlabError(f"k must be at least 1, not {k}")
         try:
-            return self._search(query, k, mode)
+            return self._search(query, int(k), mode)
         except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # vectors cut short, rows missing...
             raise LlmlabError(f"{self.path}: the index is damaged ({type(e).__name__}: {e}); delete the folder and "
                               "build it again with `llmlab index`") from None
 
+    @contextmanager
+    def _snapshot(self):
+        """One read transaction: a search sees the index as it was when it began, whoever writes meanwhile."""
+        if self.db.in_transaction:  # the caller's own, still open: read inside it
+            yield
+            return
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.rollback()  # nothing was written
+
     def _search(self, query: str, k: int, mode: str) -> list[Hit]:
-        if self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == 0:
-            raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
-        if mode == "dense":
-            ranked = self._dense(query, k)
-        elif mode == "bm25":
-            ranked = self._bm25(query, k)
-        else:
-            fused: dict[int, float] = {}
-            for ranking in (self._dense(query, 100), self._bm25(query, 100)):
-                for rank, (cid, _) in enumerate(ranking):
-                    fused[cid] = fused.get(cid, 0.0) + 1 / (60 + rank + 1)
-            ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-        return self._hits(ranked)
+        if mode != "bm25" and not self._empty():
+            self._query_vector(query)  # embedded first: while the snapshot below is read, writers wait
+        with self._snapshot():
+            if self._empty():
+                raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
+            if mode == "dense":
+                ranked = self._dense(query, k)
+            elif mode == "bm25":
+                ranked = self._bm25(query, k)
+            else:
+                fused: dict[int, float] = {}
+                for ranking in (self._dense(query, 100), self._bm25(query, 100)):
+                    for rank, (cid, _) in enumerate(ranking):
+                        fused[cid] = fused.get(cid, 0.0) + 1 / (60 + rank + 1)
+                ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
+            return self._hits(ranked)
+
+    def _empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None
 
     def _dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        if self._vectors is None:
+        # data_version changes when another connection commits; this object's own writes drop the vectors
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if self._vectors is None or self._vectors[0] != version:
             rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
             ids = np.array([r[0] for r in rows])
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
             matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
-            self._vectors = ids, matrix
-        ids, matrix = self._vectors
+            self._vectors = version, ids, matrix
+        _, ids, matrix = self._vectors
         scores = matrix @ self._query_vector(query)
         top = np.argsort(-scores)[:k]
         return [(int(ids[i]), float(scores[i])) for i in top]

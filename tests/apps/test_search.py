@@ -4,6 +4,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmlab.apps.search import SCHEMA_VERSION, Index, chunk_text, read_documents
@@ -55,6 +56,53 @@ def test_reindexing_skips_unchanged_files(corpus, tmp_path):
     second = Index(tmp_path / "ix").add(read_documents([corpus]))
     assert (second.indexed, second.unchanged, second.total_chunks) == (1, 2, 3)
     assert Index(tmp_path / "ix").search("oxidized black tea", mode="bm25")[0].text == "Black tea is fully oxidized."
+
+
+def test_an_open_index_sees_what_another_one_writes(corpus, tmp_path):
+    """A notebook holds an Index while `llmlab index` (another connection) adds or clears files: every
+    search, dense ones too, reads the index as it is now, not the vectors it read before."""
+    held = Index(tmp_path / "ix", create=True)
+    held.add(read_documents([corpus]))
+    assert held.search("green tea", k=1, mode="dense")[0].path.endswith("tea.md")  # its vectors are read now
+    other = Index(tmp_path / "ix")
+    other.add([("coffee.txt", "Coffee should brew for four minutes.")])
+    assert held.search("coffee", k=1, mode="dense")[0].path == "coffee.txt"
+    other.clear()
+    other.add([("moon.txt", "The Moon orbits the Earth every 27 days.")])
+    for mode in ("dense", "hybrid", "bm25"):
+        assert [h.path for h in held.search("the Moon", k=5, mode=mode)] == ["moon.txt"], mode
+    other.clear()
+    with pytest.raises(LlmlabError, match="the index is empty"):
+        held.search("the Moon", mode="dense")
+    assert repr(held) == f"<Index {tmp_path / 'ix'}: 0 files, 0 chunks>"
+
+
+def test_add_reads_any_iterable_of_pairs_once(corpus, tmp_path):
+    """A generator is read once, for indexing and for finding the files gone from ``folders`` alike;
+    a path may be a Path."""
+    def files(skip=""):
+        return ((p.resolve(), p.read_text(encoding="utf-8")) for p in sorted(corpus.iterdir()) if p.name != skip)
+
+    index = Index(tmp_path / "ix", create=True)
+    report = index.add(files(), folders=[corpus])
+    assert (report.files, report.indexed, report.removed, report.total_chunks) == (3, 3, 0, 3)
+    assert {Path(h.path).name for h in index.search("tea Paris Python", k=5)} == set(FILES)
+    report = index.add(files(skip="tea.md"), folders=[corpus])
+    assert (report.files, report.unchanged, report.removed, report.total_chunks) == (2, 2, 1, 2)
+    assert repr(index) == f"<Index {tmp_path / 'ix'}: 2 files, 2 chunks>"
+    index.db.close()
+    assert repr(index) == f"<Index {tmp_path / 'ix'}>"  # a closed (or damaged) index still names its folder
+
+
+def test_add_refuses_what_is_not_a_path_text_pair_before_writing(tmp_path):
+    index = Index(tmp_path / "ix", create=True)
+    for bad in (("b.txt", None), {"path": "b.txt", "text": "x"}, ("b.txt", "text", "extra"), ("b.txt",), "ab",
+                (5, "text"), ("b.txt", b"bytes"), None):
+        with pytest.raises(LlmlabError, match=r"^document 1: expected a \(path, text\) pair of str, not "):
+            index.add([("a.txt", "Some text."), bad])
+    with pytest.raises(LlmlabError, match=r"documents must be \(path, text\) pairs, not int"):
+        index.add(5)
+    assert index.chunking() is None and repr(index) == f"<Index {tmp_path / 'ix'}: 0 files, 0 chunks>"
 
 
 def test_files_gone_from_a_folder_leave_the_index(corpus, tmp_path, capsys):
@@ -216,6 +264,14 @@ def test_errors(tmp_path, corpus):
     for k in (0, -3):  # a negative k once returned every chunk
         with pytest.raises(LlmlabError, match=f"k must be at least 1, not {k}"):
             empty.search("anything", k=k)
+    for k in (2.5, None, "3", True):
+        with pytest.raises(LlmlabError, match=r"k must be a whole number of hits \(an int\), at least 1, not "):
+            empty.search("anything", k=k)
+    for query in (None, 5, b"tea", ["tea"]):
+        with pytest.raises(LlmlabError, match="the query must be a str, not "):
+            empty.search(query)
+    with pytest.raises(LlmlabError, match="the index is empty"):  # a NumPy integer is a whole number too
+        empty.search("anything", k=np.int64(3))
     with pytest.raises(LlmlabError, match="chunks must be at least 1 token long, not 0"):
         chunk_text("some text", None, chunk_tokens=0)
     with pytest.raises(LlmlabError, match="no such file or folder"):
