@@ -10,7 +10,9 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    ``min_cluster_size`` is the minimum topic size, by default ``max(10, N // 200)``: a common
    issue is at least 0.5% of the texts, never fewer than 10. ``min_samples`` is half of it,
    so a text needs fewer close neighbours to count as core and fewer are left as noise.
-   Texts in no dense region are outliers (topic -1).
+   Texts in no dense region are outliers (topic -1). HDBSCAN never makes all texts one cluster
+   by default, so texts all about one thing (30 "my card is lost") would give no topic at all;
+   when it finds none, it runs once more allowing a single cluster (``details["single_cluster"]``).
 4. **Merge** near-duplicate topics: topic centroids (mean MiniLM vectors) joined by average
    linkage while their cosine similarity is at least 0.9, i.e. the same issue split in two.
 5. **Outliers, both ways**, judged in the full embedding space rather than the 5-D projection.
@@ -23,7 +25,9 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    (outliers as one more class) are joined into one class document, and word w in class c
    scores ``tf(w, c) * log(1 + A / f(w))``, with ``tf`` the word's count in the class divided
    by the class's word count, ``f(w)`` the word's count over all classes and ``A`` the mean
-   word count of a class. English stop words and tokens without a letter are dropped.
+   word count of a class. English stop words and tokens without a letter are dropped. Chinese
+   and Japanese have no spaces between words, so a run of Han / kana characters (a clause) is
+   taken as its overlapping character bigrams (送餐很快 -> 送餐 餐很 很快), as for full-text search.
 7. **Representatives**: the three texts of a topic closest (cosine) to its centroid.
 8. **Names** (optional): SmolLM2 reads a topic's representative texts and writes a short
    name, greedily, after two worked examples given as earlier chat turns (a 135M model follows
@@ -31,9 +35,11 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    dropped; such topics, and all without this step, are named by their first three keywords.
 
 Topics are numbered by size, largest first. ``map_png`` draws a 2-D UMAP map coloured by topic.
-Empty texts (blank cells of a ticket export) are left out of every step: all alike, they would
-otherwise make the largest "topic". They get topic -1, named "empty", and are counted apart from
-the outliers; shares are of the texts with content.
+Texts may be any sequence of str (a list, a pandas Series with any index, a numpy array, a
+generator); None and NaN (empty cells) are empty texts. Empty texts (blank cells of a ticket
+export) are left out of every step: all alike, they would otherwise make the largest "topic".
+They get topic -1, named "empty", and are counted apart from the outliers; shares are of the
+texts with content.
 The defaults are generic rules rather than values fitted to one label set: UMAP's own
 neighbourhood, a minimum topic size relative to the number of texts, and two cosine-similarity
 thresholds on MiniLM vectors (0.9: the same issue; 0.6: clearly about it; 0.3: clearly not). They were
@@ -48,6 +54,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from llmlab.apps.inputs import text_list
+from llmlab.apps.search import CJK
 from llmlab.errors import LlmlabError
 
 N_COMPONENTS = 5  # UMAP dimensions the clustering sees
@@ -96,7 +104,7 @@ class Topics:
 
 
 def topics(
-    texts: list[str],
+    texts,
     min_topic_size: int | None = None,
     label_with_llm: bool = False,
     seed: int = 0,
@@ -105,12 +113,13 @@ def topics(
     embeddings=None,
     progress: bool = False,
 ) -> Topics:
-    """Find the topics of ``texts``.
+    """Find the topics of ``texts`` (any sequence of str; None and NaN are empty texts).
 
     ``min_topic_size`` defaults to ``max(10, len(texts) // 200)``. ``embeddings`` (N, dim)
     skips the embedding step (e.g. vectors computed once for several runs); ``encoder`` /
     ``decoder`` default to the bundled MiniLM / SmolLM2 (int4, only with ``label_with_llm``).
     """
+    texts = text_list(texts)
     n = len(texts)
     if n == 0:
         raise LlmlabError("no texts to find topics in")
@@ -135,8 +144,11 @@ def topics(
     x = _embed(texts, encoder, embeddings, progress)
     reduced = reduce(x, seed)
     labels = cluster(reduced, size)
+    single = bool(labels.max() < 0)  # no cluster at all: the texts may all be about one thing
+    if single:
+        labels = cluster(reduced, size, allow_single_cluster=True)
     noise = lambda: int((labels == -1).sum())  # noqa: E731
-    counts = {"clusters_found": int(labels.max()) + 1, "hdbscan_outliers": noise()}
+    counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "hdbscan_outliers": noise()}
     labels = merge_similar(x, labels, MERGE_SIMILARITY)
     counts["merged"] = counts["clusters_found"] - (int(labels.max()) + 1)
     labels = evict_strays(x, labels, STRAY_SIMILARITY)
@@ -172,9 +184,9 @@ def _put_back(found: Topics, keep: list[int], n: int) -> Topics:
 def _embed(texts, encoder, embeddings, progress) -> np.ndarray:
     if embeddings is None:
         if encoder is None:
-            from llmlab.weights.registry import load_encoder
+            from llmlab.apps.bundled import sentence_encoder
 
-            encoder = load_encoder("minilm")
+            encoder = sentence_encoder()
         embeddings = encoder.encode(list(texts), progress=progress)
     x = np.asarray(embeddings, dtype=np.float32)
     if x.ndim != 2 or len(x) != len(texts):
@@ -196,12 +208,12 @@ def reduce(x: np.ndarray, seed: int = 0, n_components: int = N_COMPONENTS, min_d
         return umap.fit_transform(x)
 
 
-def cluster(reduced: np.ndarray, min_topic_size: int) -> np.ndarray:
-    """HDBSCAN labels (N,), -1 for noise."""
+def cluster(reduced: np.ndarray, min_topic_size: int, allow_single_cluster: bool = False) -> np.ndarray:
+    """HDBSCAN labels (N,), -1 for noise. ``allow_single_cluster``: all texts may be one cluster."""
     from sklearn.cluster import HDBSCAN
 
     hdb = HDBSCAN(min_cluster_size=min_topic_size, min_samples=max(1, min_topic_size // 2),
-                  cluster_selection_method="eom", copy=True)
+                  cluster_selection_method="eom", allow_single_cluster=allow_single_cluster, copy=True)
     return hdb.fit_predict(reduced).astype(np.int64)
 
 
@@ -288,6 +300,7 @@ def keywords(texts: list[str], labels: np.ndarray, n: int = N_KEYWORDS) -> list[
     k = int(labels.max()) + 1
     if k == 0:
         return []
+    texts = [cjk_bigrams(t) for t in texts]
     bow = BagOfWords(tfidf=False, norm=None).fit(texts)
     terms = np.array(sorted(bow.vocabulary, key=bow.vocabulary.get))
     keep = np.array([_is_keyword(t, ENGLISH_STOP_WORDS) for t in terms], dtype=bool)
@@ -305,6 +318,17 @@ def keywords(texts: list[str], labels: np.ndarray, n: int = N_KEYWORDS) -> list[
     scores = np.where((texts_with >= 2) | (sizes[:, None] < 2), scores, 0.0)
     top = np.argsort(-scores, axis=1, kind="stable")[:, :n]
     return [[str(terms[j]) for j in row if scores[i, j] > 0] for i, row in enumerate(top)]
+
+
+def cjk_bigrams(text: str) -> str:
+    """The text with every run of Han / kana characters as its overlapping bigrams, apart
+    (外卖送餐很快 -> 外卖 卖送 送餐 餐很 很快); a run of one character stays itself. Other text is unchanged."""
+
+    def pairs(m: re.Match) -> str:
+        run = m.group(0)
+        return " " + " ".join(run[i:i + 2] for i in range(max(1, len(run) - 1))) + " "
+
+    return CJK.sub(pairs, text)
 
 
 def _is_keyword(term: str, stop_words) -> bool:
@@ -355,9 +379,9 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
     from llmlab.generate import ChatTemplate, GenerationConfig, complete
 
     if decoder is None:
-        from llmlab.weights.registry import load_decoder
+        from llmlab.apps.bundled import chat_decoder
 
-        decoder = load_decoder("smollm2", precision="int4")
+        decoder = chat_decoder()
     tok = decoder.tokenizer
     template = ChatTemplate(decoder.chat_template or "", tok.bos_token or "", tok.eos_token or "")
     config = GenerationConfig(max_new_tokens=12, temperature=0.0, stop=["\n"])
@@ -468,6 +492,7 @@ def report_markdown(result: Topics, source: str, png_name: str) -> str:
     d = result.details
     empty = f" ({len(result.empty_rows)} empty texts left out)" if result.empty_rows else ""
     by_model = sum(t.named_by == "model" for t in result.topics)
+    single = " (none at first: run again allowing one cluster of all texts)" if d.get("single_cluster") else ""
     naming = (f"names: {by_model} written by SmolLM2 from each topic's representative texts, the others (in "
               "italics) its first three keywords" if by_model else "names: each topic's first three keywords")
     lines = [f"# Topics in {source}", "",
@@ -477,7 +502,7 @@ def report_markdown(result: Topics, source: str, png_name: str) -> str:
              "density with HDBSCAN). Keywords are the words most particular to a topic (class-based TF-IDF) "
              f"that at least two of its texts use; {naming}. The representative texts are the topic's "
              "closest to its centre.", "",
-             f"Details: minimum topic size {d['min_topic_size']}; {d['clusters_found']} clusters found, "
+             f"Details: minimum topic size {d['min_topic_size']}; {d['clusters_found']} clusters found{single}, "
              f"{d['merged']} merged as near-duplicates, {d['strays']} texts far from their topic made outliers, "
              f"{d['outliers_reassigned']} outliers close enough to a topic put in it; "
              f"seed {d['seed']}.", "", f"![map of the texts, coloured by topic]({png_name})", "",

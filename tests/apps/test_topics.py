@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from llmlab.apps.topics import Topic, _clean_name, class_tfidf, keywords, representatives, topics
+from llmlab.apps.topics import Topic, _clean_name, cjk_bigrams, class_tfidf, keywords, representatives, topics
 from llmlab.cli import main
+from llmlab.errors import LlmlabError
 
 # Four clearly distinct themes, 24 tickets each, plus two texts that belong to none.
 THEMES = {
@@ -121,6 +122,66 @@ def test_empty_texts_are_left_out(data, result):
     assert found.details["empty_texts"] == len(blank)
     with pytest.raises(Exception, match="all 3 texts are empty"):
         topics(["", " ", ""])
+
+
+def blobs(sizes: list[int], spread: float = 0.05, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """(sum(sizes), dim) vectors in one tight blob per size: stand-ins for the embeddings of clear topics."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(len(sizes), dim))
+    return np.concatenate([c + spread * rng.normal(size=(s, dim)) for c, s in zip(centres, sizes)]).astype(np.float32)
+
+
+def test_texts_from_python():
+    """A tuple, a generator, a numpy array or a pandas Series (any index) are the texts of a list; None
+    and NaN are empty cells; one string or a number among the texts is refused."""
+    texts = [f"my card {i} is lost" for i in range(12)] + [f"the refund {i} is late" for i in range(12)]
+    x = blobs([12, 12])
+    found = topics(texts, embeddings=x)
+    assert len(found.topics) == 2
+    for given in (tuple(texts), (t for t in texts), np.array(texts)):
+        assert topics(given, embeddings=x).assignments == found.assignments
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"text": ["skip"] + texts, "keep": [False] + [True] * len(texts)}, index=range(100, 125))
+    assert topics(frame[frame.keep].text, embeddings=x).assignments == found.assignments
+    gaps = texts[:5] + [None] + texts[5:] + [float("nan")]
+    with_gaps = topics(gaps, embeddings=np.insert(x, [5, len(x)], 0.0, axis=0))
+    assert with_gaps.empty_rows == [5, 25]
+    assert with_gaps.assignments == found.assignments[:5] + [-1] + found.assignments[5:] + [-1]
+    with pytest.raises(LlmlabError, match="wrap it in a list"):
+        topics("my card is lost")
+    with pytest.raises(LlmlabError, match=r"texts\[3\] is int"):
+        topics(texts[:3] + [7] + texts[3:], embeddings=x)
+
+
+def test_texts_all_about_one_thing_are_one_topic(result):
+    """HDBSCAN finds no cluster in one tight blob; it is run again allowing a single one, only then."""
+    texts = [f"my card is lost{'!' * (i % 3)}" for i in range(30)]
+    found = topics(texts, embeddings=blobs([30]))
+    assert len(found.topics) == 1 and found.topics[0].size >= 28
+    assert found.details["single_cluster"] and "card" in found.topics[0].keywords
+    assert not result.details["single_cluster"]  # four themes: HDBSCAN as usual
+
+
+def test_chinese_keywords_are_character_bigrams():
+    """Chinese has no spaces: a clause is one "word", so its Han runs are taken as character bigrams."""
+    assert cjk_bigrams("外卖送餐很快") == " 外卖 卖送 送餐 餐很 很快 "
+    assert cjk_bigrams("好") == " 好 " and cjk_bigrams("card lost") == "card lost"
+    assert cjk_bigrams("送餐 fast，好吃").split() == ["送餐", "fast，", "好吃"]
+    # by hand: bigrams that both texts of a topic use
+    words = keywords(["外卖送餐太慢", "送餐太慢了", "味道好吃", "很好吃，味道正宗"], np.array([0, 0, 1, 1]))
+    assert set(words[0]) == {"送餐", "餐太", "太慢"} and set(words[1]) == {"味道", "好吃"}
+    # the whole app, on two groups of reviews that share their endings
+    ends = ["，下次不点了。", "，希望改进。", "，很失望。", "！"]
+    delivery = [s + e for s in ["外卖送餐太慢", "送餐等了一个小时", "外卖到的时候都凉了"] for e in ends]
+    taste = [s + e for s in ["味道很好，好吃", "菜的味道不错", "饭菜好吃，味道正宗"] for e in ends]
+    found = topics(delivery + taste, embeddings=blobs([12, 12]))
+    assert len(found.topics) == 2
+    by_group = {found.assignments[0]: "delivery", found.assignments[-1]: "taste"}
+    for t in found.topics:
+        assert len(t.keywords) >= 3 and all(len(w) == 2 for w in t.keywords), t.keywords
+        expected = {"delivery": {"送餐", "外卖"}, "taste": {"味道", "好吃"}}[by_group[t.id]]
+        assert expected <= set(t.keywords[:4]), t.keywords
+
 
 def test_class_tfidf_matches_bertopic_and_the_formula():
     from bertopic.vectorizers import ClassTfidfTransformer
