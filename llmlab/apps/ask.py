@@ -253,9 +253,9 @@ def load_chat_model(decoder=None):
         return decoder()
     if decoder is not None:
         return decoder
-    from llmlab.weights.registry import load_decoder
+    from llmlab.apps.bundled import chat_decoder
 
-    return load_decoder("smollm2", precision="int4")
+    return chat_decoder()
 
 
 def chat_template(decoder):
