@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from llmlab.apps.inputs import label_list, same_length, text_list
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes
 
@@ -85,9 +86,21 @@ def classify(
     """
     if method not in METHODS:
         raise LlmlabError(f"unknown method {method!r} (choose from {', '.join(METHODS)})")
+    if texts is None:
+        raise LlmlabError("no texts to classify")
+    texts = text_list(texts)
     if not texts:
         raise LlmlabError("no texts to classify")
+    labels = _label_descriptions(labels)
+    if true_labels is not None:
+        true_labels = label_list(true_labels, "true_labels")
+        same_length(texts, true_labels, "texts", "true labels")
+    if train_texts is not None:
+        train_texts = text_list(train_texts, "train_texts")
+    if train_labels is not None:
+        train_labels = label_list(train_labels, "train_labels")
     if train_texts is not None and train_labels is not None:  # a blank text or label teaches nothing
+        same_length(train_texts, train_labels, "training texts", "training labels")
         pairs = [(t, y) for t, y in zip(train_texts, train_labels) if t.strip() and y.strip()]
         if len(pairs) < len(train_texts):
             train_texts, train_labels = [t for t, _ in pairs], [y for _, y in pairs]
@@ -136,6 +149,27 @@ def classify(
     return result
 
 
+def _label_descriptions(labels) -> dict[str, str] | None:
+    """``labels`` as {label: description or ""}: a dict, or a list of labels each described by itself."""
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        names = label_list(list(labels), "labels")
+        out = {}
+        for name, description in zip(names, labels.values()):
+            if description is not None and not isinstance(description, str):
+                raise LlmlabError(f"the description of label {name!r} is {type(description).__name__}, not a text")
+            out[name] = description or ""
+    else:
+        names = label_list(labels, "labels")
+        out = dict.fromkeys(names, "")
+    if "" in out:
+        raise LlmlabError("a label is blank")
+    if len(out) < len(names):
+        raise LlmlabError(f"a label is given twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    return out
+
+
 def _put_back(found: Classification, keep: list[int], n: int) -> Classification:
     """``found`` for the texts at positions ``keep`` of ``n``, as the result for all ``n`` (the
     others unlabelled: "" with confidence 0)."""
@@ -170,9 +204,9 @@ def evaluate(true: list[str], predicted: list[str], labels: list[str]) -> Metric
 def _encoder(encoder):
     if encoder is not None:
         return encoder
-    from llmlab.weights.registry import load_encoder
+    from llmlab.apps.bundled import sentence_encoder
 
-    return load_encoder("minilm")
+    return sentence_encoder()
 
 
 def _supervised(method, texts, train_texts, train_labels, names, encoder, progress) -> Classification:
@@ -266,9 +300,9 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
     from llmlab.generate import ChatTemplate
 
     if decoder is None:
-        from llmlab.weights.registry import load_decoder
+        from llmlab.apps.bundled import chat_decoder
 
-        decoder = load_decoder("smollm2", precision="int4")
+        decoder = chat_decoder()
     model, tok = decoder.model, decoder.tokenizer
     template = ChatTemplate(decoder.chat_template or "", tok.bos_token or "", tok.eos_token or "")
     end = tok.special_tokens.get(tok.eos_token) if tok.eos_token else None

@@ -45,6 +45,7 @@ from tqdm import tqdm
 
 from llmlab.apps.ask import PROMPT_TOKENS, RELEVANCE, chat_template, cited, generate, grounded_message, load_chat_model
 from llmlab.apps.documents import SUFFIXES, read_document
+from llmlab.apps.inputs import text_list
 from llmlab.errors import LlmlabError
 
 NOT_FOUND = "not found in the document"
@@ -77,7 +78,7 @@ class Finding:
 @dataclass
 class Inspection:
     source: str  # the path, or "<text>"
-    text: str
+    text: str = field(repr=False)  # the whole document: not in the repr
     tokens: int  # SmolLM2 tokens in the document
     summary: str | None = None
     parts: list[int] = field(default_factory=list)  # texts summarised at each level (first: the document's parts)
@@ -94,27 +95,33 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
             repetition_penalty: float = SUMMARY_REPETITION_PENALTY) -> Inspection:
     """Summarise a document and answer questions on it.
 
-    ``path_or_text``: a `Path`, or a one-line string ending in a document suffix (.txt, .md,
-    .html, .pdf, .docx), is read with `read_document` (in ``encoding``, if given); any other
-    string is the text itself.
+    ``path_or_text``: a `Path`, or a one-line string that names an existing file or ends in a
+    document suffix (.txt, .md, .html, .pdf, .docx), is read with `read_document` (in
+    ``encoding``, if given); any other string is the text itself. ``questions`` / ``checklist``:
+    lists of str (one str is one question / item).
     ``decoder`` / ``encoder`` default to SmolLM2-135M-Instruct (int4) / MiniLM.
     ``repetition_penalty`` applies to the summaries (1 = off); ``threshold`` / ``sentence_threshold``:
     the best chunk's / sentence's cosine to a question at which it counts as found."""
-    if isinstance(path_or_text, Path) or ("\n" not in path_or_text and len(path_or_text) < 4096
-                                          and Path(path_or_text).suffix.lower() in SUFFIXES):
+    if isinstance(path_or_text, Path) or _names_file(path_or_text):
         source, text = str(path_or_text), read_document(path_or_text, encoding)
-    else:
+    elif isinstance(path_or_text, str):
         source, text = "<text>", path_or_text
+    else:
+        raise LlmlabError(f"inspect reads a document's path or its text, not {type(path_or_text).__name__}")
+    questions, checklist = _items(questions, "questions"), _items(checklist, "checklist")
     if not text.strip():
         raise LlmlabError("the document has no text")
+    for name, value, low in (("k", k, 1), ("sentences", sentences, 0), ("max_new_tokens", max_new_tokens, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise LlmlabError(f"{name} must be a whole number of at least {low}, not {value!r}")
     if not 2 * summary_tokens <= part_tokens <= PROMPT_TOKENS - 100:
         raise LlmlabError(f"part_tokens must be in {2 * summary_tokens}..{PROMPT_TOKENS - 100}, not {part_tokens}")
     if summary or questions or checklist:
         decoder = load_chat_model(decoder)
     if encoder is None and (summary or questions or checklist):
-        from llmlab.weights.registry import load_encoder
+        from llmlab.apps.bundled import sentence_encoder
 
-        encoder = load_encoder("minilm")
+        encoder = sentence_encoder()
     from llmlab.tokenize import load_tokenizer
 
     tok = decoder.tokenizer if decoder is not None else load_tokenizer("smollm2")
@@ -139,6 +146,23 @@ _TITLE = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Messrs|Dr|Prof|Sr|Jr|St|Mt|Gen|Sen|Rep|G
 # "Art. 6", "Sec. 4(b)", "p. 12": a reference to a numbered part, not the end of a sentence
 _BEFORE_NUMBER = re.compile(r"\b(?:Nos?|[Aa]rts?|[Ss]ecs?|[Pp]aras?|[Ff]igs?|[Tt]ab|[Vv]ol|[Cc]h|[Ee]q|Ex|Cl|Sch|pp?)"
                             r"\.$")
+
+
+def _names_file(value) -> bool:
+    """Whether a string is meant as a file: one line, and an existing file or a document's name."""
+    if not isinstance(value, str) or "\n" in value or len(value) >= 4096:
+        return False
+    try:
+        return Path(value).suffix.lower() in SUFFIXES or Path(value).is_file()
+    except (OSError, ValueError):  # a name too long for the system, a NUL byte
+        return False
+
+
+def _items(values, name: str) -> list[str]:
+    """Questions or checklist items as a list of str; one str is one item."""
+    if values is None:
+        return []
+    return [values] if isinstance(values, str) else text_list(values, name)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -301,3 +301,12 @@ def test_zero_shot_on_rotten_tomatoes_validation(shared_data, encoder):
     r = classify([x["text"] for x in rows], "zero-shot", labels=descriptions, true_labels=[x["label"] for x in rows],
                  encoder=encoder)
     assert len(rows) == 1066 and r.metrics.macro_f1 >= 0.70  # the bare labels reach only ~0.65
+
+
+def test_zero_shot_labels_as_a_list(encoder):
+    """A list of labels is a dict of labels each described by itself; integer labels are their digits."""
+    as_list = classify(TEXTS[:4], "zero-shot", labels=["great film", "boring film"], encoder=encoder)
+    as_dict = classify(TEXTS[:4], "zero-shot", labels={"great film": None, "boring film": ""}, encoder=encoder)
+    assert as_list.predicted == as_dict.predicted and as_list.labels == ["great film", "boring film"]
+    assert classify(TEXTS[:2], "zero-shot", labels={1: "a great film", 0: "a boring film"},
+                    encoder=encoder).labels == ["1", "0"]

@@ -120,8 +120,9 @@ CONTRACT = ("Service agreement\n\nThis agreement between Acme Ltd and Beta GmbH 
 
 def test_quotes_are_sentences_not_headings(smollm2_model, encoder):
     """A heading that shares the question's words ("Service agreement") is no quote to rest an answer on."""
-    r = inspect(CONTRACT, summary=False, questions=["How long does the agreement run?"], decoder=smollm2_model,
-                encoder=encoder, max_new_tokens=20)
+    r = inspect(CONTRACT, summary=False, questions="How long does the agreement run?", decoder=smollm2_model,
+                encoder=encoder, max_new_tokens=20)  # one str: one question
+    assert len(r.answers) == 1 and r.answers[0].question == "How long does the agreement run?"
     assert r.answers[0].found and "runs for 12 months" in r.answers[0].quote
 
 
@@ -148,6 +149,15 @@ def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
         inspect(str(tmp_path / "missing.pdf"), summary=False, encoder=encoder)
     with pytest.raises(LlmlabError, match="no text"):
         inspect("   \n", summary=False, encoder=encoder)
+    # a string naming an existing file is that file, never a two-word document about its name
+    (tmp_path / "NOTES").write_text(TOWN, encoding="utf-8")
+    with pytest.raises(LlmlabError, match="unsupported document type"):
+        inspect(str(tmp_path / "NOTES"), summary=False, encoder=encoder)
+    assert inspect("NOTES", summary=False, encoder=encoder).text == "NOTES"  # no such file here: a text
+    with pytest.raises(LlmlabError, match="not int"):
+        inspect(5, summary=False)
+    with pytest.raises(LlmlabError, match="k must be a whole number of at least 1, not 0"):
+        inspect(TOWN, summary=False, questions=["Who?"], k=0)
 
 
 def test_cli_checklist_layout_and_json(smollm2_model, tmp_path, capsys, monkeypatch):
