@@ -88,11 +88,13 @@ class ChatSession:
     def send(self, text: str) -> "ChatTurn":
         if not text.strip():
             raise LlmlabError("empty message")
+        # a turn not read to its end has no answer: its question leaves the conversation (user/assistant pairs)
+        unread = self.messages.pop() if self.messages and self.messages[-1]["role"] == "user" else None
         self.messages.append({"role": "user", "content": text})
         try:
             ids, dropped = self.prompt_ids()
         except LlmlabError:
-            self.messages.pop()
+            self.messages[-1:] = [unread] if unread else []
             raise
         if dropped:
             del self.messages[:dropped]

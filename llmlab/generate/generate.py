@@ -13,6 +13,7 @@ Tests: tests/generate/test_generate.py; greedy ids vs HF transformers in tests/w
 
 import codecs
 import math
+import numbers
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,20 @@ class GenerationConfig:
     # prompt is not penalised (an answer reuses the question's words), nor are special tokens (end of turn)
 
     def __post_init__(self):
+        if isinstance(self.stop, str):  # one stop string
+            self.stop = [self.stop]
+        if not all(isinstance(s, str) for s in self.stop):
+            raise LlmlabError(f"stop must be a list of strings, not {self.stop!r}")
+        for name in ("max_new_tokens", "top_k", "seed", "repetition_window"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)) \
+                    or value is None and name == "max_new_tokens":
+                raise LlmlabError(f"{name} must be a whole number, not {value!r}")
+        for name in ("temperature", "top_p", "repetition_penalty"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)) \
+                    or value is None and name != "top_p":
+                raise LlmlabError(f"{name} must be a number, not {value!r}")
         if self.max_new_tokens < 1:
             raise LlmlabError(f"max_new_tokens must be at least 1, not {self.max_new_tokens}")
         if not 0 <= self.temperature < math.inf:
@@ -85,6 +100,11 @@ class Stream:
     def __init__(self, model, tokenizer, prompt_ids: list[int], config: GenerationConfig):
         if not prompt_ids:
             raise LlmlabError("empty prompt: give the model at least one token")
+        vocab = model.config.vocab_size
+        if not all(isinstance(i, numbers.Integral) for i in prompt_ids) or not 0 <= min(prompt_ids) <= \
+                max(prompt_ids) < vocab:
+            bad = next(i for i in prompt_ids if not isinstance(i, numbers.Integral) or not 0 <= i < vocab)
+            raise LlmlabError(f"prompt id {bad!r} is not a token of the model (0..{vocab - 1})")
         check_context(len(prompt_ids), config.max_new_tokens, model.config.max_seq_len)
         self.model, self.tokenizer, self.prompt_ids, self.config = model, tokenizer, prompt_ids, config
         eos = getattr(tokenizer, "eos_token", None)

@@ -55,3 +55,5 @@ def test_oldest_turns_are_dropped_with_notice(smollm2_model):
     with pytest.raises(LlmlabError, match="even the last message alone is too long"):
         session.send("word " * 300)
     assert session.messages[-1]["content"] == "And now?"  # the rejected message was not kept
+    session.send("Still there?")  # "And now?" was never read: its question leaves the conversation
+    assert [m["content"] for m in session.messages[-2:]] == ["ok", "Still there?"]

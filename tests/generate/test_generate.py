@@ -70,6 +70,11 @@ def test_context_window_and_bad_arguments(smollm2_model):
     with pytest.raises(LlmlabError, match="max_new_tokens"):
         GenerationConfig(max_new_tokens=0)
     for bad in ({"temperature": float("nan")}, {"temperature": float("inf")}, {"repetition_penalty": float("nan")},
-                {"seed": -1}, {"seed": 2**64}):
+                {"seed": -1}, {"seed": 2**64}, {"max_new_tokens": 3.5}, {"temperature": None},
+                {"temperature": "0.7"}, {"top_k": 2.0}, {"seed": True}, {"stop": [1]}):
         with pytest.raises(LlmlabError, match=next(iter(bad))):
             GenerationConfig(**bad)
+    for bad in ([10**6], [-1], [1, 2.5]):
+        with pytest.raises(LlmlabError, match=f"prompt id {bad[-1]!r} is not a token of the model"):
+            stream(m, tok, bad, GenerationConfig())
+    assert GenerationConfig(stop="London").stop == ["London"]  # one stop string, not its letters

@@ -116,6 +116,8 @@ def test_unsupported_and_broken_inputs(smollm2, tmp_path):
         smollm2.encode("<|im_start|>user\ncafé " + b"caf\xe9".decode("utf-8", "surrogateescape"))
     with pytest.raises(TokenizerError, match="not in the vocabulary"):
         smollm2.decode([49152])
+    with pytest.raises(TokenizerError, match="id -1 is not in the vocabulary"):  # not the vocabulary's last token
+        smollm2.decode([5, -1])
     doc = json.loads(smollm2_json := json.dumps(smollm2.to_hf_json()))
     doc["pre_tokenizer"] = {"type": "Whitespace"}
     (tmp_path / "tokenizer.json").write_text(json.dumps(doc))
