@@ -140,15 +140,16 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     directly. A failure (a folder in the way, no permission, a full disk) is one
     ``LlmlabError`` line, and the file is left as it was."""
     p = output_path(path)
-    if p.is_symlink():  # write where the link points, and keep the link
-        p = Path(os.path.realpath(p))
-    if p.exists() and not p.is_file():  # /dev/stdout, /dev/null, a named pipe: no rename there
+    if p.exists() and not p.is_file():  # /dev/stdout, /dev/null, a named pipe: no rename there. Opened by
+        # the name given: /dev/stdout of a pipe resolves to "pipe:[N]", which is no path to open
         try:
             with open(p, "wb") as f:
                 f.write(data)
         except OSError as e:
             raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
         return p
+    if p.is_symlink():  # write where the link points, and keep the link
+        p = Path(os.path.realpath(p))
     tmp = None
     try:
         p.parent.mkdir(parents=True, exist_ok=True)

@@ -109,3 +109,14 @@ def test_a_full_stdout_is_a_one_line_error():
                               stderr=subprocess.PIPE, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr == "llmlab: error: No space left on device\n", done.stderr  # no traceback
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/stdout"), reason="needs /dev/stdout")
+def test_dev_stdout_of_a_pipe_is_written_into():
+    """/dev/stdout of a process whose output is a pipe resolves to "pipe:[N]": written by its name."""
+    import subprocess
+    import sys
+
+    code = "from llmlab.fileio import atomic_write_text; atomic_write_text('/dev/stdout', 'through the pipe')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "through the pipe", "")
