@@ -76,6 +76,19 @@ def decode_text(data: bytes, source: str, encoding: str | None = None, errors: s
                             "check the encoding it was saved in") from None
 
 
+def path_list(paths) -> list:
+    """Paths given as one path (a str or ``Path``) or as any iterable of them, as a list: one
+    file name is never read as the list of its characters."""
+    if isinstance(paths, (str, os.PathLike)):
+        return [paths]
+    if isinstance(paths, bytes):
+        raise LlmlabError("give paths as str or Path, not bytes")
+    try:
+        return list(paths)
+    except TypeError:
+        raise LlmlabError(f"expected a path or a list of paths, not {type(paths).__name__}") from None
+
+
 def read_bytes(path: str | os.PathLike, allow_empty: bool = False) -> bytes:
     """The whole file's bytes, or a one-line error (missing, a folder, unreadable, empty)."""
     p = Path(path)

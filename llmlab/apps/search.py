@@ -440,7 +440,7 @@ def snippet(text: str, query: str = "", limit: int = 300) -> str:
     return ("…" if start else "") + piece
 
 
-def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
+def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | None = None,
                    encoding: str | None = None, allow_none: bool = False) -> list[tuple[str, str]]:
     """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf, .docx).
 
@@ -450,8 +450,9 @@ def read_documents(paths: list[str | Path], skipped: list[str] | None = None,
     cannot be read (empty, not UTF-8, a scanned PDF...) is an error too, unless ``skipped`` is
     a list: then its one-line reason is appended there and the file is left out."""
     from llmlab.apps.documents import SUFFIXES, read_document
-    from llmlab.fileio import check_encoding
+    from llmlab.fileio import check_encoding, path_list
 
+    paths = path_list(paths)
     if encoding is not None:
         check_encoding(encoding)  # a wrong name is one error, not a reason to skip every file
     found: list[tuple[Path, bool]] = []  # (file, named explicitly)

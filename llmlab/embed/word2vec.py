@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from llmlab.errors import LlmlabError
-from llmlab.fileio import atomic_write_bytes, atomic_write_text, read_text
+from llmlab.fileio import atomic_write_bytes, atomic_write_text, path_list, read_text
 
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 TAG_RE = re.compile(r"/[^\s/]+(?=\s|$)")  # the "/tag" ending each token of a POS-tagged line
@@ -109,8 +109,8 @@ def corpus_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def iter_sentences(files: Iterable[str | Path]) -> Iterator[list[str]]:
-    """Token lists, lazily: paragraphs of .txt files, lines of tagged .zip members."""
-    for file in files:
+    """Token lists, lazily: paragraphs of .txt files, lines of tagged .zip members (one file or several)."""
+    for file in path_list(files):
         path = Path(file)
         per_line = path.suffix == ".zip"
         buf: list[str] = []
@@ -153,6 +153,9 @@ class KeyedVectors:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = {w: i for i, w in enumerate(self.words)}
         self._unit: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"<KeyedVectors: {len(self.words):,} words x {self.vectors.shape[1]} dims>"
 
     def __len__(self) -> int:
         return len(self.words)
@@ -386,11 +389,12 @@ class Word2Vec:
         windows = rng.integers(1, self.config.window + 1, size=len(ids)).astype(np.int32)
         return ids, starts, windows
 
-    def train(self, files: list[str | Path], progress: bool = True) -> dict:
+    def train(self, files: str | Path | list[str | Path], progress: bool = True) -> dict:
         from tqdm import tqdm
 
         from llmlab.embed.word2vec_kernels import noise_tables, train_chunk_cbow, train_chunk_sg
 
+        files = path_list(files)  # read once per epoch
         cfg = self.config
         if not self.words:
             self.build_vocab(files)
@@ -478,8 +482,9 @@ def load_info(directory: str | Path) -> dict:
         raise LlmlabError(f"{path}: not valid JSON ({e})") from None
 
 
-def train_word2vec(files: list[str | Path], config: Word2VecConfig | None = None,
+def train_word2vec(files: str | Path | list[str | Path], config: Word2VecConfig | None = None,
                    progress: bool = True) -> Word2Vec:
+    files = path_list(files)  # read once per epoch: a generator would be spent after the first
     model = Word2Vec(config).build_vocab(files)
     model.train(files, progress=progress)
     return model

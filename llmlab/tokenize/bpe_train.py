@@ -25,7 +25,7 @@ import regex
 from tqdm import tqdm
 
 from llmlab.errors import TokenizerError
-from llmlab.fileio import decode_utf8
+from llmlab.fileio import decode_utf8, path_list
 from llmlab.tokenize.bpe import BYTE_TO_CHAR, PRETOKENIZERS, BPETokenizer
 
 CHUNK_BYTES = 1 << 20
@@ -34,8 +34,8 @@ CHUNK_BYTES = 1 << 20
 def read_chunks(paths: Iterable[str | Path], errors: str = "strict", chunk_bytes: int = CHUNK_BYTES) -> Iterator[str]:
     """Yield the text of files in pieces of about ``chunk_bytes``, each ending after a newline (or at
     the end of its file), so memory stays flat; joined, a file's pieces are the file. A line longer
-    than 16 pieces is cut between two characters, never inside one."""
-    for path in paths:
+    than 16 pieces is cut between two characters, never inside one. ``paths``: one path or several."""
+    for path in path_list(paths):
         p = Path(path)
         if not p.is_file():
             raise TokenizerError(f"{p}: no such file" if not p.exists() else f"{p}: is not a file")
@@ -82,8 +82,9 @@ def train_bpe(
     progress: bool = True,
     name: str | None = None,
 ) -> BPETokenizer:
-    """Learn merges from ``texts`` until the vocabulary has ``vocab_size`` entries."""
-    specials = list(dict.fromkeys(special_tokens))
+    """Learn merges from ``texts`` (texts, or one text) until the vocabulary has ``vocab_size`` entries."""
+    texts = [texts] if isinstance(texts, str) else texts  # not a text per character
+    specials = list(dict.fromkeys([special_tokens] if isinstance(special_tokens, str) else special_tokens))
     for s in specials:
         if not s.strip():
             raise TokenizerError(f"a special token must be visible text, not {s!r}")

@@ -43,6 +43,7 @@ def test_each_mode_finds_the_right_file(corpus, tmp_path, mode, query):
 
 def test_dense_search_matches_meaning_without_shared_words(corpus, tmp_path):
     index = Index(tmp_path / "ix", create=True)
+    assert read_documents(str(corpus)) == read_documents(corpus) == read_documents([corpus])  # one folder
     index.add(read_documents([corpus]))
     # the query shares no word with python.txt ("a" and "in" aside), yet its meaning is closest
     assert index.search("coding with a scripting language", mode="dense")[0].path.endswith("python.txt")

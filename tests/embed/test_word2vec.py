@@ -115,6 +115,8 @@ def test_seeded_single_thread_training_is_deterministic(corpus):
     b = train_word2vec([corpus], Word2VecConfig(**cfg), progress=False).wv.vectors
     c = train_word2vec([corpus], Word2VecConfig(**cfg | {"seed": 12}), progress=False).wv.vectors
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+    one = train_word2vec(str(corpus), Word2VecConfig(**cfg), progress=False)  # one file, not its name's letters
+    assert np.array_equal(one.wv.vectors, a) and repr(one.wv) == f"<KeyedVectors: {len(one.wv):,} words x 16 dims>"
 
 
 def test_cbow_and_two_threads_learn_too(corpus):

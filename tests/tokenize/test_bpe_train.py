@@ -106,6 +106,15 @@ def test_chunked_reading_keeps_every_byte(tmp_path):
     path.write_text(text, encoding="utf-8")
     chunks = list(read_chunks([path]))
     assert len(chunks) > 1 and "".join(chunks) == text
+    assert list(read_chunks(str(path))) == list(read_chunks(path)) == chunks  # one path: that file
+
+
+def test_one_text_is_one_text_not_its_characters():
+    text = "low lower lowest newer newest wider widest " * 20
+    assert train_bpe(text, 280, progress=False).vocab == train_bpe([text], 280, progress=False).vocab
+    one_special = train_bpe(text, 280, special_tokens="<|end|>", progress=False)
+    assert one_special.vocab == train_bpe(text, 280, special_tokens=["<|end|>"], progress=False).vocab
+    assert one_special.vocab[0] == "<|end|>"
 
 
 def test_tinyshakespeare_4096_identical_in_hf(shared_data, tmp_path):
