@@ -39,6 +39,7 @@ Tests: tests/apps/test_ask.py.
 """
 
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,6 +99,10 @@ def ask(question: str, index, k: int = 3, mode: str = "hybrid", decoder=None, ma
     needed), or None for SmolLM2-135M-Instruct (int4)."""
     from llmlab.apps.search import Index
 
+    if not isinstance(question, str):
+        raise LlmlabError(f"the question must be a str, not {type(question).__name__}")
+    if not isinstance(index, (Index, str, os.PathLike)):
+        raise LlmlabError(f"index must be an Index or its folder, not {type(index).__name__}")
     if not isinstance(index, Index):
         index = Index(Path(index))
     if k < 1:

@@ -97,6 +97,10 @@ def test_empty_index_is_one_error_line(tmp_path, capsys):
     assert main(["ask", "anything", "--index", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("llmlab: error:") and "the index is empty" in err and err.count("\n") == 1
+    with pytest.raises(LlmlabError, match="the question must be a str, not NoneType"):
+        ask(None, empty)
+    with pytest.raises(LlmlabError, match="index must be an Index or its folder, not NoneType"):
+        ask("anything", None)
 
 
 
