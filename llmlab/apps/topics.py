@@ -128,7 +128,10 @@ def topics(
         if not keep:
             raise LlmlabError(f"all {n} texts are empty")
         if embeddings is not None:
-            embeddings = np.asarray(embeddings)[keep]
+            embeddings = np.asarray(embeddings)
+            if embeddings.ndim != 2 or len(embeddings) != n:  # one row per text, empty ones included
+                raise LlmlabError(f"embeddings must be ({n}, dim), not {embeddings.shape}")
+            embeddings = embeddings[keep]
         try:
             found = topics([texts[i] for i in keep], min_topic_size, label_with_llm, seed, encoder, decoder,
                            embeddings, progress)

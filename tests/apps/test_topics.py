@@ -151,6 +151,8 @@ def test_texts_from_python():
         topics("my card is lost")
     with pytest.raises(LlmlabError, match=r"texts\[3\] is int"):
         topics(texts[:3] + [7] + texts[3:], embeddings=x)
+    with pytest.raises(LlmlabError, match=r"embeddings must be \(25, dim\), not \(3, 8\)"):
+        topics(texts + [""], embeddings=np.zeros((3, 8)))
 
 
 def test_texts_all_about_one_thing_are_one_topic(result):
