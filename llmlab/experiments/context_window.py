@@ -120,7 +120,8 @@ def simulate(context: int, max_new_tokens: int, turns: list[tuple[str, str]], to
     from llmlab.generate import ChatSession
     from llmlab.generate.generate import GenerationConfig
 
-    model = SimpleNamespace(config=SimpleNamespace(max_seq_len=context))  # all the session reads of a model
+    model = SimpleNamespace(config=SimpleNamespace(max_seq_len=context, vocab_size=tok.vocab_size))  # all the
+    # session reads of a model
     session = ChatSession(model, tok, template, system=SYSTEM, config=GenerationConfig(max_new_tokens=max_new_tokens))
     records = []
     for k, (user, answer) in enumerate(turns, start=1):
