@@ -18,6 +18,63 @@ from llmlab import __version__
 from llmlab.errors import EncodingError, LlmlabError
 from llmlab.fileio import check_encoding, decode_text, decode_utf8, output_folder, output_path, read_bytes
 
+
+# --- argument types: checked while parsing, before any work ---------------------------
+def _checked(check):
+    """An argparse ``type`` from a checker: its LlmlabError becomes argparse's usage error, before any work."""
+    def convert(value: str):
+        try:
+            return check(value)
+        except LlmlabError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return convert
+
+
+def _delimiter_for(value: str) -> str:
+    from llmlab.apps.tables import delimiter_for
+
+    return delimiter_for("", value)
+
+
+def _ranged(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse ``type``: an int or a finite float in [low, high] (open ends where said)."""
+    span = f"{'(' if low_open else '['}{'-inf' if low is None else low}, {'inf' if high is None else high}" \
+           f"{')' if high_open or high is None else ']'}"
+
+    def convert(value: str):
+        try:
+            x = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, not "
+                                             f"{value!r}") from None
+        if not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"a finite number is needed, not {value!r}")
+        if (low is not None and (x < low or low_open and x == low)) or (
+                high is not None and (x > high or high_open and x == high)):
+            bound = f"{'>' if low_open else 'at least'} {low}" if high is None else f"in {span}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
+        return x
+
+    return convert
+
+
+_integer = _ranged(int)  # the range is checked by the library, with its own message
+_number = _ranged(float)
+_count = _ranged(int, 1)  # tokens, epochs, batch sizes...: at least one
+_seed = _ranged(int, 0, 2**32 - 1)  # what every random generator here takes (numpy's: below 2**32)
+_whole = _ranged(int, 0)  # 0 or more; where 0 means "off" or "all", the help says so
+_threads = _ranged(int, 1, 1024)
+_positive = _ranged(float, 0, low_open=True)  # rates, scales, epochs
+_nonnegative = _ranged(float, 0)
+_share = _ranged(float, 0, 1, high_open=True)  # a fraction or a probability in [0, 1)
+_encoding = _checked(check_encoding)
+_delimiter = _checked(_delimiter_for)
+_out_file = _checked(lambda value: str(output_path(value)))  # a folder, or a path under a file, is refused
+_out_folder = _checked(lambda value: str(output_folder(value)))
+_out_folder_path = _checked(output_folder)
+
+
 # --- formatting helpers ---------------------------------------------------------------
 _COLOURS = ["\x1b[48;5;153m", "\x1b[48;5;223m", "\x1b[48;5;194m", "\x1b[48;5;225m", "\x1b[48;5;230m"]
 _RESET = "\x1b[0m"
@@ -156,8 +213,6 @@ def cmd_tokenizer_list(args) -> int:
 def _generation_config(args):
     from llmlab.generate import GenerationConfig
 
-    if args.repetition_window < 0:
-        raise LlmlabError(f"--repetition-window must be 0 (all of the answer) or more, not {args.repetition_window}")
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                             top_p=args.top_p, seed=args.seed, stop=args.stop or [],
                             repetition_penalty=args.repetition_penalty,
@@ -197,6 +252,10 @@ def cmd_chat(args) -> int:
     if args.list_presets:
         from llmlab.apps.presets import presets
 
+        if args.format == "json":
+            print(json.dumps([{"name": name, "prompt": prompt} for name, prompt in presets().items()],
+                             ensure_ascii=False))
+            return 0
         for name, prompt in presets().items():
             print(f"{name:<12} {prompt}")
         return 0
@@ -594,8 +653,10 @@ def cmd_topics(args) -> int:
 
 # --- llmlab index / search ----------------------------------------------------------------
 def cmd_index(args) -> int:
-    from llmlab.apps.search import INDEX_FILE, Index, read_documents
+    from llmlab.apps.search import INDEX_FILE, Index, check_chunking, read_documents
 
+    if args.chunk_tokens is not None:  # refused before any file is read or the index is made
+        check_chunking(args.chunk_tokens, args.overlap or 0)
     skipped: list[str] = []
     folders = [p for p in args.paths if Path(p).is_dir()]
     index = Index(args.index) if (Path(args.index) / INDEX_FILE).is_file() else None  # nothing made before reading
@@ -791,7 +852,7 @@ def cmd_word2vec_similar(args) -> int:
 def cmd_word2vec_analogy(args) -> int:
     from llmlab.embed.word2vec import KeyedVectors
 
-    a, b, c = (w.lower() for w in args.words)
+    a, b, c = args.a.lower(), args.b.lower(), args.c.lower()
     _print_ranked(KeyedVectors.load(args.vectors).analogy(a, b, c, topn=args.n, method=args.method), args.format)
     return 0
 
@@ -811,10 +872,12 @@ def cmd_word2vec_eval(args) -> int:
     if args.format == "json":
         print(json.dumps(results))
         return 0
+    n = len(kv.words)  # below --restrict-vocab, every word the vectors have is searched
+    why = (f"a word outside the {args.restrict_vocab:,} most frequent words" if n > args.restrict_vocab
+           else f"a word not in the vectors' {n:,}-word vocabulary")
     for key in ("analogies", "analogies_3cosmul"):
         r = results[key]
-        print(f"{key}: {100 * r['accuracy']:.1f}% of {r['total']:,} questions "
-              f"({r['skipped_oov']:,} skipped: a word outside the top {r['restrict_vocab']:,})")
+        print(f"{key}: {100 * r['accuracy']:.1f}% of {r['total']:,} questions ({r['skipped_oov']:,} skipped: {why})")
     for s in results["analogies"]["sections"]:
         print(f"  {s['section']:<28} {100 * s['accuracy']:5.1f}% of {s['total']}")
     for key in ("wordsim353", "simlex999"):
@@ -843,28 +906,31 @@ TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when 
     "objective": (str, "clm: causal LM (next token) for decoders; mlm: masked LM for encoders (BERT: 15%% of "
                        "tokens chosen, 80%% [MASK], 10%% random, 10%% kept). Default: mlm for --family bert, else clm"),
     "family": (str, "gpt2 or llama (decoders, default for clm), bert (encoder, default for mlm)"),
-    "n_layers": (int, "transformer blocks"),
-    "n_heads": (int, "attention heads"), "dim": (int, "model width"),
-    "n_kv_heads": (int, "key/value heads (llama: grouped-query attention)"),
-    "ffn_dim": (int, "MLP hidden width (default 4 x dim)"),
-    "max_seq_len": (int, "context window of the model (default: block size)"),
-    "block_size": (int, "tokens per training window"), "batch_size": (int, "windows per micro-batch (global)"),
-    "grad_accum": (int, "micro-batches per optimizer step"), "max_iters": (int, "optimizer steps"),
-    "lr": (float, "peak learning rate"), "min_lr": (float, "final learning rate"),
-    "warmup": (int, "warm-up steps"), "decay_steps": (int, "step where the decay ends (default max-iters)"),
-    "cooldown": (float, "instead of the cosine: hold the peak rate, then fall linearly to min-lr over this last "
-                        "fraction of the steps (e.g. 0.4)"),
+    "n_layers": (_count, "transformer blocks"),
+    "n_heads": (_count, "attention heads"), "dim": (_count, "model width"),
+    "n_kv_heads": (_count, "key/value heads (llama: grouped-query attention)"),
+    "ffn_dim": (_count, "MLP hidden width (default 4 x dim)"),
+    "max_seq_len": (_count, "context window of the model (default: block size)"),
+    "block_size": (_count, "tokens per training window"), "batch_size": (_count, "windows per micro-batch (global)"),
+    "grad_accum": (_count, "micro-batches per optimizer step"), "max_iters": (_count, "optimizer steps"),
+    "lr": (_positive, "peak learning rate"), "min_lr": (_nonnegative, "final learning rate (at most --lr)"),
+    "warmup": (_whole, "warm-up steps (0: none)"),
+    "decay_steps": (_count, "step where the decay ends (default max-iters)"),
+    "cooldown": (_number, "instead of the cosine: hold the peak rate, then fall linearly to min-lr over this last "
+                          "fraction of the steps, in (0, 1] (e.g. 0.4)"),
     "optimizer": (str, "adamw, or muon: Muon (orthogonalised momentum) for the blocks' weight matrices and AdamW "
                        "for embeddings, head, norms and biases"),
-    "muon_lr": (float, "Muon's peak learning rate (follows the same schedule)"),
-    "weight_decay": (float, "AdamW decoupled weight decay on Linear weights"), "beta2": (float, "AdamW beta2"),
-    "grad_clip": (float, "clip the gradient norm (0: off)"), "eval_interval": (int, "steps between evaluations"),
-    "eval_windows": (int, "validation windows per evaluation"),
-    "sample_chars": (int, "tokens sampled at each evaluation; mlm: masked tokens whose top guesses are logged "
-                          "(0: none)"),
-    "checkpoint_interval": (int, "steps between checkpoints (default eval-interval)"),
-    "keep": (int, "newest checkpoints kept"), "seed": (int, "random seed"),
-    "device": (str, "auto, cpu, cuda, cuda:N"), "threads": (int, "CPU threads"),
+    "muon_lr": (_positive, "Muon's peak learning rate (follows the same schedule)"),
+    "weight_decay": (_nonnegative, "AdamW decoupled weight decay on Linear weights"),
+    "beta2": (_share, "AdamW beta2, in [0, 1)"),
+    "grad_clip": (_nonnegative, "clip the gradient norm (0: off)"),
+    "eval_interval": (_count, "steps between evaluations"),
+    "eval_windows": (_count, "validation windows per evaluation"),
+    "sample_chars": (_whole, "at each evaluation, N tokens generated from the model and logged as text; mlm: the "
+                             "top guesses at N masked tokens (0: none)"),
+    "checkpoint_interval": (_count, "steps between checkpoints (default eval-interval)"),
+    "keep": (_whole, "newest checkpoints kept, older ones deleted (0: keep all)"), "seed": (_seed, "random seed"),
+    "device": (str, "auto, cpu, cuda, cuda:N"), "threads": (_threads, "CPU threads"),
 }
 
 
@@ -877,6 +943,9 @@ def cmd_train(args) -> int:
     flags = {k: getattr(args, k) for k in TRAIN_FLAGS}
     cfg = config_from(PRESETS.get(args.preset), data=args.data, out=args.out, resume=args.resume,
                       progress=not args.quiet, **flags)
+    if cfg.min_lr > cfg.lr:
+        raise LlmlabError(f"the final learning rate (min-lr {cfg.min_lr:g}) is above the peak (lr {cfg.lr:g}): "
+                          "lower --min-lr or raise --lr")
     summary = train(cfg)
     if args.format == "json":
         print(json.dumps(summary))
@@ -921,7 +990,8 @@ def _add_train_parsers(sub) -> None:
     tr.add_argument("--preset", metavar="NAME", help="named settings (llmlab.train.presets): shakespeare-char, "
                     "tiny, llama-small (decoders), bert-tiny (encoder)")
     for name, (kind, text) in TRAIN_FLAGS.items():
-        tr.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.split("_")[-1].upper(), help=text)
+        metavar = "N" if name == "sample_chars" else name.split("_")[-1].upper()  # it counts tokens
+        tr.add_argument("--" + name.replace("_", "-"), type=kind, metavar=metavar, help=text)
     tr.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.add_argument("--format", choices=["text", "json"], default="text")
@@ -933,6 +1003,10 @@ def cmd_experiment(args) -> int:
     from llmlab.experiments import available, run_experiment
 
     if args.list:
+        if args.format == "json":
+            print(json.dumps([{"name": name, "claim": e.claim} for name, e in available().items()],
+                             ensure_ascii=False))
+            return 0
         for name, e in available().items():
             print(f"{name:<22} {e.claim}")
         return 0
@@ -965,62 +1039,13 @@ def _experiment_parser(sub) -> None:
     ex.add_argument("--list", action="store_true", help="the experiments and the claim each tests")
     ex.add_argument("--out", type=_out_folder_path, metavar="DIR", help="where to write (default out/experiments/NAME)")
     ex.add_argument("--quick", action="store_true", help="the small version (seconds, no data sets needed)")
-    ex.add_argument("--seed", type=_seed, default=0, metavar="N")
-    ex.add_argument("--format", choices=["text", "json"], default="text")
+    ex.add_argument("--seed", type=_seed, default=0, metavar="N", help="default 0")
+    ex.add_argument("--format", choices=["text", "json"], default="text",
+                    help="json: the run's figures as one object; with --list, a list of {name, claim}")
     ex.set_defaults(func=cmd_experiment)
 
 
 # --- argument parsing ---------------------------------------------------------------
-def _checked(check):
-    """An argparse ``type`` from a checker: its LlmlabError becomes argparse's usage error, before any work."""
-    def convert(value: str):
-        try:
-            return check(value)
-        except LlmlabError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    return convert
-
-
-def _delimiter_for(value: str) -> str:
-    from llmlab.apps.tables import delimiter_for
-
-    return delimiter_for("", value)
-
-
-def _ranged(kind, low=None, high=None, low_open=False, high_open=False):
-    """An argparse ``type``: an int or a finite float in [low, high] (open ends where said)."""
-    span = f"{'(' if low_open else '['}{'-inf' if low is None else low}, {'inf' if high is None else high}" \
-           f"{')' if high_open or high is None else ']'}"
-
-    def convert(value: str):
-        try:
-            x = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{'an integer' if kind is int else 'a number'} is needed, not "
-                                             f"{value!r}") from None
-        if not math.isfinite(x):
-            raise argparse.ArgumentTypeError(f"a finite number is needed, not {value!r}")
-        if (low is not None and (x < low or low_open and x == low)) or (
-                high is not None and (x > high or high_open and x == high)):
-            bound = f"{'>' if low_open else 'at least'} {low}" if high is None else f"in {span}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
-        return x
-
-    return convert
-
-
-_count = _ranged(int, 1)  # tokens, epochs, batch sizes...: at least one
-_seed = _ranged(int, 0, 2**32 - 1)  # what every random generator here takes (numpy's: below 2**32)
-_positive = _ranged(float, 0, low_open=True)
-_share = _ranged(float, 0, 1, high_open=True)  # a fraction in [0, 1)
-_encoding = _checked(check_encoding)
-_delimiter = _checked(_delimiter_for)
-_out_file = _checked(lambda value: str(output_path(value)))  # a folder, or a path under a file, is refused
-_out_folder = _checked(lambda value: str(output_folder(value)))
-_out_folder_path = _checked(output_folder)
-
-
 def delimiter_option(sp, what: str) -> None:
     sp.add_argument("--delimiter", type=_delimiter, metavar="CHAR",
                     help=f"the field separator of {what}, e.g. ';' (Excel in many European languages) or tab "
@@ -1034,8 +1059,25 @@ def encoding_option(sp, what: str) -> None:
                          "either way")
 
 
+DECODER_HELP = ("smollm2 (default), a Llama-family .gguf file, or a folder: a `llmlab train` run (GPT-2 or Llama "
+                "family), a `llmlab finetune sft` output, or a Hugging Face Llama / GPT-2 folder")
+ENCODER_HELP = ("minilm (default), a sentence-transformers / BERT folder, or a run folder of "
+                "`llmlab train --objective mlm` (mean pooling)")
+PRECISION_HELP = ("fp32: exact float32 weights; int8 / int4: weight-only quantized blocks, faster and smaller "
+                  "(default %(default)s)")
+SEARCH_MODE_HELP = ("hybrid (default): the BM25 and MiniLM rankings fused; dense: cosine similarity of MiniLM "
+                    "vectors; bm25: word matches")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a usage error on one line, as every other error: ``llmlab: error: ...``, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"llmlab: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llmlab", description="Language AI you can read, run and use.")
+    p = _Parser(prog="llmlab", description="Language AI you can read, run and use.")
     p.add_argument("--version", action="version", version=f"llmlab {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -1060,12 +1102,16 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = tk.add_subparsers(dest="action", metavar="ACTION")
     tsub.required = True
     tr = tsub.add_parser("train", help="train a byte-level BPE tokenizer on text files",
-                         description="Train byte-level BPE (GPT-2 pre-tokenization) and save DIR/tokenizer.json.")
+                         description="Train byte-level BPE and save DIR/tokenizer.json. Text is first cut into "
+                                     "pieces by GPT-2's pre-tokenization rules (default) or SmolLM2's "
+                                     "(--pretokenizer smollm); merges never cross a piece.")
     tr.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 text files")
-    tr.add_argument("--vocab-size", type=int, required=True, help="target vocabulary size, special tokens included")
+    tr.add_argument("--vocab-size", type=_count, required=True, metavar="N",
+                    help="target vocabulary size, special tokens included (at least 256 + the special tokens)")
     tr.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR",
                     help="folder to write tokenizer.json into")
-    tr.add_argument("--min-frequency", type=int, default=2, help="stop when the best pair is rarer (default 2)")
+    tr.add_argument("--min-frequency", type=_count, default=2, metavar="N",
+                    help="stop when the best pair occurs fewer than N times (default 2)")
     tr.add_argument("--special-token", action="append", metavar="TOKEN",
                     help="reserve a special token (repeatable; default <|endoftext|>)")
     tr.add_argument("--pretokenizer", choices=["gpt2", "smollm"], default="gpt2",
@@ -1079,31 +1125,30 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_tokenizer_list)
 
-    def generation_options(sp, max_new_tokens, temperature, precision, repetition_penalty=1.0):
-        sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH",
-                        help="smollm2 (default) or a path to a Llama-family .gguf file")
+    def generation_options(sp, max_new_tokens, temperature, precision, repetition_penalty=1.0, top_p=None):
+        sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help=DECODER_HELP)
         sp.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (`llmlab finetune sft --lora`) "
                         "to merge into the model before generating")
-        sp.add_argument("--max-new-tokens", type=_count, default=max_new_tokens, metavar="N")
-        sp.add_argument("--temperature", type=_ranged(float, 0), default=temperature, metavar="T",
-                        help="0 = greedy")
+        sp.add_argument("--max-new-tokens", type=_count, default=max_new_tokens, metavar="N",
+                        help="the most tokens to generate (default %(default)s)")
+        sp.add_argument("--temperature", type=_nonnegative, default=temperature, metavar="T",
+                        help=f"sampling temperature, 0 = greedy (default {temperature:g})")
         sp.add_argument("--top-k", type=_count, metavar="K", help="sample only from the K most likely tokens")
-        sp.add_argument("--top-p", type=_ranged(float, 0, 1, low_open=True), metavar="P",
-                        help="sample from the smallest set with probability P")
+        sp.add_argument("--top-p", type=_ranged(float, 0, 1, low_open=True), default=top_p, metavar="P",
+                        help="sample from the smallest set with probability P "
+                             f"(default {'1: off' if top_p is None else f'{top_p:g}'})")
         sp.add_argument("--seed", type=_seed, metavar="S", help="seed for sampling: same seed, same text")
         sp.add_argument("--stop", action="append", metavar="TEXT", help="stop before this text (repeatable)")
         sp.add_argument("--repetition-penalty", type=_positive, default=repetition_penalty, metavar="R",
                         help="> 1 makes tokens the answer has just used less likely, against loops "
                              f"(CTRL's penalty; default {repetition_penalty:g}, 1 = off)")
-        sp.add_argument("--repetition-window", type=int, default=64, metavar="N",
+        sp.add_argument("--repetition-window", type=_whole, default=64, metavar="N",
                         help="the penalty reads the answer's last N tokens (default 64; 0 = all of it)")
-        sp.add_argument("--precision", choices=["fp32", "int8", "int4"], default=precision,
-                        help=f"fp32: exact float32 weights; int8 / int4: weight-only quantized blocks, "
-                             f"faster and smaller (default {precision})")
+        sp.add_argument("--precision", choices=["fp32", "int8", "int4"], default=precision, help=PRECISION_HELP)
 
     c = sub.add_parser("complete", help="continue a prompt with a generative model",
                        description="Continue PROMPT (or -f FILE, or stdin). Streams text; "
-                                   "--format json prints {model, prompt_tokens, ids, text}.")
+                                   "--format json prints {model, prompt_tokens, ids, text, finish_reason}.")
     c.add_argument("text", nargs="?", metavar="PROMPT")
     c.add_argument("-f", "--file", help="read the prompt from FILE ('-' for stdin)")
     encoding_option(c, "FILE")
@@ -1121,27 +1166,27 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--index", metavar="DIR", help="answer every message from this search index, citing the "
                     "passages (as `llmlab ask`)")
     ch.add_argument("--format", choices=["text", "json"], default="text",
-                    help="json: one object per answered message ({user, assistant, prompt_tokens, ...})")
-    generation_options(ch, 512, 0.2, "int4", 1.1)  # 1.1: loops 9.1% -> 1.8% in bench/chat.py, ROUGE-L no lower
-    ch.set_defaults(func=cmd_chat, top_p=0.9)
+                    help="json: one object per answered message ({user, assistant, prompt_tokens, ...}); "
+                         "with --list-presets, a list of {name, prompt}")
+    generation_options(ch, 512, 0.2, "int4", 1.1, 0.9)  # 1.1: loops 9.1% -> 1.8% in bench/chat.py, ROUGE-L no lower
+    ch.set_defaults(func=cmd_chat)
 
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")
     e.add_argument("texts", nargs="*", metavar="TEXT", help="texts to embed (or -f FILE, or stdin)")
     e.add_argument("-f", "--file", help="one text per line ('-' for stdin)")
     encoding_option(e, "FILE")
-    e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH",
-                   help="minilm (default), a sentence-transformers / BERT folder, or a run folder of "
-                        "`llmlab train --objective mlm` (mean pooling)")
-    e.add_argument("--batch-size", type=_count, default=32)
+    e.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help=ENCODER_HELP)
+    e.add_argument("--batch-size", type=_count, default=32, metavar="N",
+                   help="texts per forward pass (default %(default)s)")
     e.add_argument("--precision", choices=["fp32", "bf16", "auto"], default="fp32",
-                   help="bf16 / auto: several times faster on CPUs with AMX, cosine >= 0.999 to fp32")
+                   help="fp32 (default); bf16 / auto: several times faster on CPUs with AMX, cosine >= 0.999 to fp32")
     e.add_argument("--format", choices=["json", "text"], default="json",
                    help="json (default): one JSON array per line; text: space-separated numbers")
     e.set_defaults(func=cmd_embed)
 
     sm = sub.add_parser("similarity", help="cosine similarity matrix of texts")
     sm.add_argument("texts", nargs="+", metavar="TEXT")
-    sm.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH")
+    sm.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help=ENCODER_HELP)
     sm.add_argument("--format", choices=["text", "json"], default="text")
     sm.set_defaults(func=cmd_similarity)
 
@@ -1182,8 +1227,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "representative texts.")
     tp.add_argument("file", metavar="FILE.csv")
     tp.add_argument("--text-column", required=True, metavar="COL")
-    tp.add_argument("--min-topic-size", type=int, metavar="N",
-                    help="fewest texts in a topic (default: 0.5%% of the texts, at least 10)")
+    tp.add_argument("--min-topic-size", type=_integer, metavar="N",
+                    help="fewest texts in a topic, at least 2 (default: 0.5%% of the texts, at least 10)")
     tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
     tp.add_argument("--seed", type=_seed, default=0, help="seed for UMAP (same seed, same topics; default 0)")
     tp.add_argument("--out", metavar="DIR", type=_out_folder, help="write DIR/assignments.csv (the input's "
@@ -1203,11 +1248,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="files or folders (searched for .txt, .md, .html, .pdf and .docx; unreadable files found in "
                          "folders are skipped with a notice)")
     ix.add_argument("--index", required=True, metavar="DIR")
-    ix.add_argument("--chunk-tokens", type=int, default=None, metavar="N",
+    ix.add_argument("--chunk-tokens", type=_integer, default=None, metavar="N",
                     help="tokens per chunk, at most 512, what MiniLM reads (default: the index's own; 200 for a new "
                          "one)")
-    ix.add_argument("--overlap", type=int, default=None, metavar="N",
-                    help="tokens shared by consecutive chunks (default: the index's own; 40 for a new one)")
+    ix.add_argument("--overlap", type=_whole, default=None, metavar="N",
+                    help="tokens shared by consecutive chunks, fewer than --chunk-tokens (default: the index's own; "
+                         "40 for a new one)")
     ix.add_argument("--rebuild", action="store_true",
                     help="empty the index first (e.g. to change --chunk-tokens), then index PATHs")
     encoding_option(ix, "the .txt / .md / .html files (PDF and Word files carry their own)")
@@ -1218,8 +1264,8 @@ def build_parser() -> argparse.ArgumentParser:
     se = sub.add_parser("search", help="ranked passages for a query from an index")
     se.add_argument("query", nargs="?", metavar="QUERY")
     se.add_argument("--index", required=True, metavar="DIR")
-    se.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
-    se.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
+    se.add_argument("-k", type=_count, default=5, help="how many passages (default 5)")
+    se.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid", help=SEARCH_MODE_HELP)
     se.add_argument("--queries", metavar="FILE", help="a text file of queries, one per line (with --format json, "
                     "one result object per line)")
     encoding_option(se, "the --queries FILE")
@@ -1232,11 +1278,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "passage is relevant, says so without asking the model.")
     ak.add_argument("question", metavar="QUESTION")
     ak.add_argument("--index", required=True, metavar="DIR")
-    ak.add_argument("-k", type=int, default=3, help="how many passages the model reads (default 3)")
-    ak.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid")
-    ak.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
-    ak.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
-    ak.add_argument("--max-new-tokens", type=_count, default=160, metavar="N")
+    ak.add_argument("-k", type=_count, default=3, help="how many passages the model reads (default 3)")
+    ak.add_argument("--mode", choices=["hybrid", "dense", "bm25"], default="hybrid",
+                    help="how passages are found: " + SEARCH_MODE_HELP)
+    ak.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help=DECODER_HELP)
+    ak.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4", help=PRECISION_HELP)
+    ak.add_argument("--max-new-tokens", type=_count, default=160, metavar="N",
+                    help="the longest answer in tokens (default %(default)s)")
     ak.add_argument("--format", choices=["text", "json"], default="text")
     ak.set_defaults(func=cmd_ask)
 
@@ -1251,8 +1299,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "unclear / not found and a quote")
     ins.add_argument("--sentences", type=_count, default=5, metavar="N", help="central sentences to show (default 5)")
     encoding_option(ins, "DOC (unless a PDF or Word file) and the checklist")
-    ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH")
-    ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4")
+    ins.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help=DECODER_HELP)
+    ins.add_argument("--precision", choices=["fp32", "int8", "int4"], default="int4", help=PRECISION_HELP)
     ins.add_argument("--quiet", action="store_true", help="no progress bars")
     ins.add_argument("--format", choices=["text", "json"], default="text")
     ins.set_defaults(func=cmd_inspect)
@@ -1270,27 +1318,34 @@ def build_parser() -> argparse.ArgumentParser:
     arch = wt.add_mutually_exclusive_group()
     arch.add_argument("--sg", action="store_true", help="skip-gram (the default)")
     arch.add_argument("--cbow", action="store_true", help="continuous bag of words")
-    wt.add_argument("--dim", type=int, default=100, metavar="N")
-    wt.add_argument("--window", type=int, default=5, metavar="N")
-    wt.add_argument("--negative", type=int, default=5, metavar="N", help="noise words per true word")
-    wt.add_argument("--epochs", type=_count, default=5, metavar="N")
-    wt.add_argument("--min-count", type=int, default=5, metavar="N", help="drop words seen fewer times")
-    wt.add_argument("--sample", type=_ranged(float, 0), default=1e-3,
+    wt.add_argument("--dim", type=_count, default=100, metavar="N", help="vector size (default %(default)s)")
+    wt.add_argument("--window", type=_count, default=5, metavar="N",
+                    help="largest distance to a context word; each position draws 1..N (default %(default)s)")
+    wt.add_argument("--negative", type=_count, default=5, metavar="N",
+                    help="noise words per true word (default %(default)s)")
+    wt.add_argument("--epochs", type=_count, default=5, metavar="N",
+                    help="passes over the corpus (default %(default)s)")
+    wt.add_argument("--min-count", type=_count, default=5, metavar="N",
+                    help="drop words seen fewer than N times (default %(default)s)")
+    wt.add_argument("--sample", type=_nonnegative, default=1e-3, metavar="T",
                     help="sub-sampling threshold (0: off; default 1e-3)")
-    wt.add_argument("--threads", type=int, default=1, metavar="N")
-    wt.add_argument("--seed", type=_seed, default=1, metavar="N")
+    wt.add_argument("--threads", type=_threads, default=1, metavar="N", help="worker threads (default %(default)s)")
+    wt.add_argument("--seed", type=_seed, default=1, metavar="N",
+                    help="seed for everything random (default %(default)s)")
     wt.add_argument("--quiet", action="store_true", help="no progress bar")
     wt.add_argument("--format", choices=["text", "json"], default="text")
     wt.set_defaults(func=cmd_word2vec_train)
     ws = wsub.add_parser("similar", help="nearest words by cosine")
     ws.add_argument("word", metavar="WORD")
-    ws.add_argument("-n", type=int, default=10, help="how many (default 10)")
+    ws.add_argument("-n", type=_count, default=10, help="how many (default 10)")
     ws.add_argument("--vectors", required=True, metavar="DIR|FILE", help="a trained folder or a .bin/.txt file")
     ws.add_argument("--format", choices=["text", "json"], default="text")
     ws.set_defaults(func=cmd_word2vec_similar)
     wa = wsub.add_parser("analogy", help="A is to B as C is to ?")
-    wa.add_argument("words", nargs=3, metavar="A B C")
-    wa.add_argument("-n", type=int, default=5, help="how many answers (default 5)")
+    wa.add_argument("a", metavar="A", help="A is to B as C is to ? (three words)")
+    wa.add_argument("b", metavar="B")
+    wa.add_argument("c", metavar="C")
+    wa.add_argument("-n", type=_count, default=5, help="how many answers (default 5)")
     wa.add_argument("--method", choices=["add", "mul"], default="add", help="3CosAdd (default) or 3CosMul")
     wa.add_argument("--vectors", required=True, metavar="DIR|FILE")
     wa.add_argument("--format", choices=["text", "json"], default="text")
@@ -1302,7 +1357,7 @@ def build_parser() -> argparse.ArgumentParser:
     we.add_argument("--vectors", required=True, metavar="DIR|FILE")
     we.add_argument("--data", type=Path, metavar="DIR", help="folder with the three files (default: "
                     "../shared/data/word_eval beside the repository, when present)")
-    we.add_argument("--restrict-vocab", type=int, default=30_000, metavar="N",
+    we.add_argument("--restrict-vocab", type=_count, default=30_000, metavar="N",
                     help="analogy answers among the N most frequent words (default 30000)")
     we.add_argument("--report", type=_out_folder_path, metavar="DIR")
     we.add_argument("--format", choices=["text", "json"], default="text")
@@ -1320,23 +1375,28 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help="base model (default smollm2)")
     fs.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     fs.add_argument("--lora", action="store_true", help="train low-rank adapters instead of every weight")
-    fs.add_argument("--rank", type=int, default=8, help="LoRA rank r (default 8)")
-    fs.add_argument("--alpha", type=float, default=16.0, help="LoRA scale numerator: updates are alpha/r B A "
-                    "(default 16)")
-    fs.add_argument("--dropout", type=float, default=0.05, help="dropout on the LoRA path's input (default 0.05)")
+    fs.add_argument("--rank", type=_count, default=8, metavar="R", help="LoRA rank r (default 8)")
+    fs.add_argument("--alpha", type=_positive, default=16.0, metavar="A",
+                    help="LoRA scale numerator: updates are alpha/r B A (default 16)")
+    fs.add_argument("--dropout", type=_share, default=0.05, metavar="P",
+                    help="dropout probability on the LoRA path's input, in [0, 1) (default 0.05)")
     fs.add_argument("--targets", default="q_proj,v_proj", metavar="NAMES",
                     help="layers to adapt, comma-separated (default q_proj,v_proj)")
     fs.add_argument("--merge", action="store_true", help="with --lora: fold the adapters in and save a full model")
-    fs.add_argument("--epochs", type=_positive, default=1.0)
+    fs.add_argument("--epochs", type=_positive, default=1.0, metavar="E",
+                    help="passes over the data, fractions allowed (default 1)")
     fs.add_argument("--lr", type=_positive, help="peak learning rate (default 2e-4 with --lora, 2e-5 without)")
-    fs.add_argument("--batch-size", type=_count, default=8)
-    fs.add_argument("--grad-accum", type=int, default=1, metavar="N", help="micro-batches per optimiser step")
-    fs.add_argument("--max-steps", type=int, metavar="N", help="stop after N optimiser steps")
-    fs.add_argument("--val-fraction", type=float, default=0.1, help="records held out for validation loss")
-    fs.add_argument("--max-len", type=int, metavar="N", help="token limit per record (default: the context)")
+    fs.add_argument("--batch-size", type=_count, default=8, metavar="N", help="records per micro-batch (default 8)")
+    fs.add_argument("--grad-accum", type=_count, default=1, metavar="N",
+                    help="micro-batches per optimiser step (default 1)")
+    fs.add_argument("--max-steps", type=_count, metavar="N", help="stop after N optimiser steps")
+    fs.add_argument("--val-fraction", type=_share, default=0.1, metavar="F",
+                    help="share of the records held out for validation loss, in [0, 1) (default 0.1)")
+    fs.add_argument("--max-len", type=_ranged(int, 2), metavar="N",
+                    help="token limit per record (default: the context)")
     fs.add_argument("--truncate", action="store_true", help="cut records longer than the limit instead of "
                     "stopping with an error (the count is reported)")
-    fs.add_argument("--seed", type=_seed, default=0)
+    fs.add_argument("--seed", type=_seed, default=0, metavar="N", help="default 0")
     fs.add_argument("--quiet", action="store_true", help="no progress bar or log")
     fs.add_argument("--format", choices=["text", "json"], default="text")
     fs.set_defaults(func=cmd_finetune_sft)
@@ -1350,17 +1410,18 @@ def build_parser() -> argparse.ArgumentParser:
     fc.add_argument("--model", "-m", default="minilm", metavar="NAME|PATH", help="minilm (default), smollm2 or a path")
     fc.add_argument("--out", type=_out_folder_path, required=True, metavar="DIR")
     fc.add_argument("--freeze", action="store_true", help="train the head only, on a frozen body")
-    fc.add_argument("--epochs", type=_positive, default=3.0)
+    fc.add_argument("--epochs", type=_positive, default=3.0, metavar="E",
+                    help="passes over the data, fractions allowed (default 3)")
     fc.add_argument("--lr", type=_positive, help="learning rate of the body (default 5e-5; head 10x), "
                     "or of the head with --freeze (default 1e-3)")
-    fc.add_argument("--batch-size", type=_count, default=32)
+    fc.add_argument("--batch-size", type=_count, default=32, metavar="N", help="texts per step (default 32)")
     fc.add_argument("--label-smoothing", type=_share, default=0.0, metavar="S",
                     help="spread this share of each target over all labels (e.g. 0.1; default 0)")
     fc.add_argument("--layer-decay", type=_ranged(float, 0, 1, low_open=True), default=1.0, metavar="D",
                     help="layer-wise lr decay: block i of L learns at lr * D^(L-i) (e.g. 0.8; default 1: one lr)")
     fc.add_argument("--max-len", type=_ranged(int, 2), default=128, metavar="N",
-                    help="tokens per text; longer texts are cut")
-    fc.add_argument("--seed", type=_seed, default=0)
+                    help="tokens per text; longer texts are cut (default 128)")
+    fc.add_argument("--seed", type=_seed, default=0, metavar="N", help="default 0")
     encoding_option(fc, "TRAIN")
     delimiter_option(fc, "TRAIN")
     fc.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -148,29 +148,207 @@ def test_console_script_end_to_end(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
 
 
-@pytest.mark.parametrize("args, message", [
+TRAIN = ["train", "--data", "d", "--out", "o"]
+SFT = ["finetune", "sft", "d.json", "--out", "o", "--lora"]
+FC = ["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o"]
+W2V = ["word2vec", "train", "c.txt", "--out", "w"]
+AT_LEAST_1 = ["--n-layers", "--n-heads", "--dim", "--n-kv-heads", "--ffn-dim", "--max-seq-len", "--block-size",
+              "--batch-size", "--grad-accum", "--max-iters", "--decay-steps", "--eval-interval", "--eval-windows",
+              "--checkpoint-interval"]
+OUT_OF_RANGE = [
     (["complete", "--temperature", "nan", "x"], "argument --temperature: a finite number is needed, not 'nan'"),
     (["complete", "--top-p", "2", "x"], "argument --top-p: must be in (0, 1], not 2"),
     (["complete", "--seed", "99999999999999999999", "x"], "argument --seed: must be in [0, 4294967295]"),
-    (["complete", "--repetition-penalty", "inf", "x"], "a finite number is needed, not 'inf'"),
+    (["complete", "--repetition-penalty", "inf", "x"], "argument --repetition-penalty: a finite number is needed"),
     (["complete", "--repetition-penalty", "0", "x"], "argument --repetition-penalty: must be > 0, not 0"),
     (["complete", "--max-new-tokens", "0", "x"], "argument --max-new-tokens: must be at least 1, not 0"),
+    (["complete", "--repetition-window", "-1", "x"], "argument --repetition-window: must be at least 0, not -1"),
+    (["complete", "--top-k", "0", "x"], "argument --top-k: must be at least 1, not 0"),
+    (["chat", "--temperature", "-1"], "argument --temperature: must be at least 0, not -1"),
+    (["chat", "--top-p", "0"], "argument --top-p: must be in (0, 1], not 0"),
     (["topics", "t.csv", "--text-column", "t", "--seed", "-1"], "argument --seed: must be in [0, 4294967295], not -1"),
-    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o", "--lr", "0"],
-     "argument --lr: must be > 0, not 0"),
-    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o",
-      "--label-smoothing", "1.5"], "argument --label-smoothing: must be in [0, 1), not 1.5"),
-    (["finetune", "classify", "t.csv", "--text-column", "a", "--label-column", "b", "--out", "o",
-      "--batch-size", "0"], "argument --batch-size: must be at least 1, not 0"),
-    (["word2vec", "train", "c.txt", "--out", "w", "--sample", "nan"], "argument --sample: a finite number"),
+    (["topics", "t.csv", "--text-column", "t", "--min-topic-size", "nan"],
+     "argument --min-topic-size: an integer is needed, not 'nan'"),
+    ([*FC, "--lr", "0"], "argument --lr: must be > 0, not 0"),
+    ([*FC, "--label-smoothing", "1.5"], "argument --label-smoothing: must be in [0, 1), not 1.5"),
+    ([*FC, "--batch-size", "0"], "argument --batch-size: must be at least 1, not 0"),
+    ([*FC, "--epochs", "inf"], "argument --epochs: a finite number is needed, not 'inf'"),
+    ([*FC, "--layer-decay", "0"], "argument --layer-decay: must be in (0, 1], not 0"),
+    ([*FC, "--max-len", "1"], "argument --max-len: must be at least 2, not 1"),
+    ([*W2V, "--sample", "nan"], "argument --sample: a finite number"),
+    ([*W2V, "--sample", "-1"], "argument --sample: must be at least 0, not -1"),
+    *[([*W2V, flag, "0"], f"argument {flag}: must be at least 1, not 0")
+      for flag in ("--dim", "--window", "--negative", "--epochs", "--min-count")],
+    ([*W2V, "--threads", "0"], "argument --threads: must be in [1, 1024], not 0"),
+    ([*W2V, "--seed", "-1"], "argument --seed: must be in [0, 4294967295], not -1"),
+    (["word2vec", "similar", "king", "--vectors", "v", "-n", "-2"], "argument -n: must be at least 1, not -2"),
+    (["word2vec", "similar", "king", "--vectors", "v", "-n", "0"], "argument -n: must be at least 1, not 0"),
+    (["word2vec", "analogy", "a", "b", "c", "--vectors", "v", "-n", "-1"], "argument -n: must be at least 1, not -1"),
+    (["word2vec", "eval", "--vectors", "v", "--restrict-vocab", "0"],
+     "argument --restrict-vocab: must be at least 1, not 0"),
     (["inspect", "a.txt", "--sentences", "0"], "argument --sentences: must be at least 1, not 0"),
     (["embed", "--batch-size", "x", "hi"], "argument --batch-size: an integer is needed, not 'x'"),
-])
+    (["embed", "--batch-size", "0", "hi"], "argument --batch-size: must be at least 1, not 0"),
+    (["tokenizer", "train", "f.txt", "--out", "o", "--vocab-size", "0"], "argument --vocab-size: must be at least 1"),
+    (["tokenizer", "train", "f.txt", "--out", "o", "--vocab-size", "300", "--min-frequency", "-1"],
+     "argument --min-frequency: must be at least 1, not -1"),
+    (["index", "docs", "--index", "ix", "--chunk-tokens", "1e3"], "argument --chunk-tokens: an integer is needed"),
+    (["index", "docs", "--index", "ix", "--overlap", "-1"], "argument --overlap: must be at least 0, not -1"),
+    (["search", "q", "--index", "ix", "-k", "0"], "argument -k: must be at least 1, not 0"),
+    (["ask", "q", "--index", "ix", "-k", "-3"], "argument -k: must be at least 1, not -3"),
+    (["ask", "q", "--index", "ix", "--max-new-tokens", "0"], "argument --max-new-tokens: must be at least 1, not 0"),
+    (["data", "prepare", "f.txt", "-t", "char", "--out", "o", "--val-fraction", "1"],
+     "argument --val-fraction: must be in [0, 1), not 1"),
+    (["experiment", "tokenization", "--seed", "-1"], "argument --seed: must be in [0, 4294967295], not -1"),
+    ([*TRAIN, "--lr", "nan"], "argument --lr: a finite number is needed, not 'nan'"),
+    ([*TRAIN, "--lr", "0"], "argument --lr: must be > 0, not 0"),
+    ([*TRAIN, "--min-lr", "inf"], "argument --min-lr: a finite number is needed, not 'inf'"),
+    ([*TRAIN, "--min-lr", "-0.001"], "argument --min-lr: must be at least 0, not -0.001"),
+    ([*TRAIN, "--muon-lr", "0"], "argument --muon-lr: must be > 0, not 0"),
+    ([*TRAIN, "--warmup", "-5"], "argument --warmup: must be at least 0, not -5"),
+    ([*TRAIN, "--grad-clip", "-1"], "argument --grad-clip: must be at least 0, not -1"),
+    ([*TRAIN, "--weight-decay", "-0.1"], "argument --weight-decay: must be at least 0, not -0.1"),
+    ([*TRAIN, "--beta2", "1"], "argument --beta2: must be in [0, 1), not 1"),
+    ([*TRAIN, "--cooldown", "nan"], "argument --cooldown: a finite number is needed, not 'nan'"),
+    ([*TRAIN, "--threads", "0"], "argument --threads: must be in [1, 1024], not 0"),
+    ([*TRAIN, "--sample-chars", "-1"], "argument --sample-chars: must be at least 0, not -1"),
+    ([*TRAIN, "--keep", "-1"], "argument --keep: must be at least 0, not -1"),
+    ([*TRAIN, "--seed", "-1"], "argument --seed: must be in [0, 4294967295], not -1"),
+    ([*TRAIN, "--dim", "1.5"], "argument --dim: an integer is needed, not '1.5'"),
+    *[([*TRAIN, flag, "0"], f"argument {flag}: must be at least 1, not 0") for flag in AT_LEAST_1],
+    ([*SFT, "--dropout", "5"], "argument --dropout: must be in [0, 1), not 5"),
+    ([*SFT, "--alpha", "nan"], "argument --alpha: a finite number is needed, not 'nan'"),
+    ([*SFT, "--alpha", "0"], "argument --alpha: must be > 0, not 0"),
+    ([*SFT, "--rank", "0"], "argument --rank: must be at least 1, not 0"),
+    ([*SFT, "--grad-accum", "0"], "argument --grad-accum: must be at least 1, not 0"),
+    ([*SFT, "--max-steps", "0"], "argument --max-steps: must be at least 1, not 0"),
+    ([*SFT, "--val-fraction", "1"], "argument --val-fraction: must be in [0, 1), not 1"),
+    ([*SFT, "--max-len", "0"], "argument --max-len: must be at least 2, not 0"),
+    ([*SFT, "--epochs", "0"], "argument --epochs: must be > 0, not 0"),
+    ([*SFT, "--lr", "-1"], "argument --lr: must be > 0, not -1"),
+]
+
+
+@pytest.mark.parametrize("args, message", OUT_OF_RANGE, ids=[" ".join(a[-2:]) + f" ({a[0]})" for a, _ in OUT_OF_RANGE])
 def test_numbers_out_of_range_are_usage_errors(capsys, args, message):
-    """Checked while parsing, before a model loads: NaN, infinities and out-of-range values name their flag."""
+    """Checked while parsing, before a model loads: NaN, infinities and out-of-range values name their flag,
+    on one line."""
     with pytest.raises(SystemExit) as exit_:
         main(args)
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("llmlab: error: argument ") and message in err
+
+
+def _options(parser, command=()):
+    """(command words, action) for every option and argument of every subcommand."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, (*command, name))
+        else:
+            yield command, action
+
+
+def test_every_numeric_option_has_a_checked_type():
+    """No option converts with a bare int() or float(), which would let NaN, inf or negative counts through."""
+    from llmlab.cli import build_parser
+
+    options = list(_options(build_parser()))
+    assert len(options) > 150
+    bare = [f"{' '.join(c)} {a.option_strings or a.dest}" for c, a in options if a.type in (int, float)]
+    assert bare == []
+
+
+def test_usage_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert err.startswith("llmlab: error: the following arguments are required: --data, --out")
+    assert "llmlab train --help" in err
+    with pytest.raises(SystemExit):
+        main(["word2vec", "analogy", "king", "man"])  # one word short
+    assert "required: C, --vectors" in capsys.readouterr().err
+
+
+def test_final_learning_rate_above_the_peak_is_refused(capsys, tmp_path):
+    code, out, err = run(capsys, "train", "--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                         "--lr", "1e-4", "--min-lr", "1e-3")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "min-lr 0.001) is above the peak (lr 0.0001)" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_chunking_is_checked_before_the_index_is_made(capsys, tmp_path):
+    (tmp_path / "a.txt").write_text("some text", encoding="utf-8")
+    code, _, err = run(capsys, "index", str(tmp_path / "a.txt"), "--index", str(tmp_path / "ix"),
+                       "--chunk-tokens", "10", "--overlap", "10")
+    assert code == 2 and "overlap must be in 0..9, not 10" in err and not (tmp_path / "ix").exists()
+
+
+def _help(capsys, *args) -> str:
+    """The --help text of a command, on one line (argparse wraps it to the terminal's width)."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--help"])
+    assert exit_.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_the_real_defaults(capsys):
+    chat = _help(capsys, "chat")
+    assert "--temperature T sampling temperature, 0 = greedy (default 0.2)" in chat
+    assert "probability P (default 0.9)" in chat and "the most tokens to generate (default 512)" in chat
+    assert "(default int4)" in chat and "`llmlab train` run (GPT-2 or Llama family)" in chat
+    complete = _help(capsys, "complete")
+    assert "0 = greedy (default 0)" in complete and "probability P (default 1: off)" in complete
+    assert "(default 128)" in complete and "{model, prompt_tokens, ids, text, finish_reason}" in complete
+    ask = _help(capsys, "ask")
+    assert "the longest answer in tokens (default 160)" in ask and "(default int4)" in ask
+    assert "hybrid (default)" in ask and "`llmlab finetune sft` output" in ask
+    w2v = _help(capsys, "word2vec", "train")
+    for text in ("vector size (default 100)", "(default 5)", "worker threads (default 1)",
+                 "seed for everything random (default 1)", "drop words seen fewer than N times (default 5)"):
+        assert text in w2v
+    assert "passes over the data" in _help(capsys, "finetune", "sft")
+    assert "texts per forward pass (default 32)" in _help(capsys, "embed")
+    assert "minilm (default)" in _help(capsys, "similarity") and "minilm (default)" in _help(capsys, "embed")
+    assert "(default int4)" in _help(capsys, "inspect") and "hybrid (default)" in _help(capsys, "search")
+    assert "SmolLM2's (--pretokenizer smollm)" in _help(capsys, "tokenizer", "train")
+
+
+def test_help_names_what_the_numbers_count(capsys):
+    analogy = _help(capsys, "word2vec", "analogy")
+    assert "A B C" in analogy and "A B C A B C" not in analogy
+    train = _help(capsys, "train")
+    assert "--sample-chars N at each evaluation, N tokens generated" in train and "CHARS" not in train
+    assert "--keep KEEP newest checkpoints kept, older ones deleted (0: keep all)" in train
+
+
+def test_listings_print_json(capsys):
+    from llmlab.apps.presets import presets
+    from llmlab.experiments import available
+
+    code, out, _ = run(capsys, "experiment", "--list", "--format", "json")
+    assert code == 0 and json.loads(out) == [{"name": n, "claim": e.claim} for n, e in available().items()]
+    code, out, _ = run(capsys, "chat", "--list-presets", "--format", "json")
+    assert code == 0 and json.loads(out) == [{"name": n, "prompt": p} for n, p in presets().items()]
+    assert any(item["name"] == "chef" for item in json.loads(out))
+
+
+def test_word2vec_eval_says_why_questions_were_skipped(capsys, tmp_path):
+    (tmp_path / "v.txt").write_text("5 2\nking 1 0\nqueen 0 1\nman 1 0.1\nwoman 0.1 1\napple 0.5 0.5\n",
+                                    encoding="utf-8")
+    (tmp_path / "questions-words.txt").write_text(": family\nman woman king queen\nman woman boy girl\n",
+                                                  encoding="utf-8")
+    for name in ("wordsim353.tsv", "simlex999.txt"):
+        (tmp_path / name).write_text("king\tqueen\t8\nman\twoman\t7\napple\tking\t1\n", encoding="utf-8")
+    base = ["word2vec", "eval", "--vectors", str(tmp_path / "v.txt"), "--data", str(tmp_path)]
+    code, out, _ = run(capsys, *base)
+    assert code == 0 and "of 1 questions (1 skipped: a word not in the vectors' 5-word vocabulary)" in out
+    code, out, _ = run(capsys, *base, "--restrict-vocab", "4")
+    assert code == 0 and "of 1 questions (1 skipped: a word outside the 4 most frequent words)" in out
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
