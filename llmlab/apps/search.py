@@ -209,7 +209,7 @@ class Index:
                               f"this llmlab reads {SCHEMA_VERSION}); "
                               + ("use the llmlab that built it, or " if newer else "")
                               + "delete the folder and build it again with `llmlab index`")
-        self._vectors = None  # (PRAGMA data_version they were read at, chunk ids, unit vectors)
+        self._vectors = None  # ((data_version, total_changes) they were read at, chunk ids, unit vectors)
         self._encoder = None
         self._last_query = None
 
@@ -375,8 +375,9 @@ class Index:
         return self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None
 
     def _dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        # data_version changes when another connection commits; this object's own writes drop the vectors
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        # data_version changes when another connection commits, total_changes with this one's own writes
+        # (also those of an add that was interrupted half-way)
+        version = (self.db.execute("PRAGMA data_version").fetchone()[0], self.db.total_changes)
         if self._vectors is None or self._vectors[0] != version:
             rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
             ids = np.array([r[0] for r in rows])

@@ -78,6 +78,31 @@ def test_an_open_index_sees_what_another_one_writes(corpus, tmp_path):
     assert repr(held) == f"<Index {tmp_path / 'ix'}: 0 files, 0 chunks>"
 
 
+def test_an_add_interrupted_half_way_leaves_search_working(corpus, tmp_path, monkeypatch):
+    """Files written before the interruption are in the index and found; the vectors read before it are not
+    used (they held chunks the add had replaced: "the index is damaged")."""
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    assert index.search("green tea", k=1, mode="dense")[0].path.endswith("tea.md")
+    encode = index.encoder().encode
+    calls = []
+
+    def interrupted(texts, *args, **kwargs):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return encode(texts, *args, **kwargs)
+
+    monkeypatch.setattr(index.encoder(), "encode", interrupted)
+    changed = [(f"{path}", text + " Changed.") for path, text in read_documents([corpus])]
+    many = [(f"extra{i}.txt", "Filler text about nothing much. " * 60) for i in range(120)]  # two flushes of 256
+    with pytest.raises(KeyboardInterrupt):
+        index.add(changed + many)
+    monkeypatch.undo()
+    for mode in ("dense", "hybrid"):
+        assert index.search("green tea", k=1, mode=mode)[0].path.endswith("tea.md"), mode
+
+
 def test_add_reads_any_iterable_of_pairs_once(corpus, tmp_path):
     """A generator is read once, for indexing and for finding the files gone from ``folders`` alike;
     a path may be a Path."""
