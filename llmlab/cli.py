@@ -913,7 +913,9 @@ TRAIN_FLAGS = {  # flag -> (type, help); each overrides the preset's value when 
     "max_seq_len": (_count, "context window of the model (default: block size)"),
     "block_size": (_count, "tokens per training window"), "batch_size": (_count, "windows per micro-batch (global)"),
     "grad_accum": (_count, "micro-batches per optimizer step"), "max_iters": (_count, "optimizer steps"),
-    "lr": (_positive, "peak learning rate"), "min_lr": (_nonnegative, "final learning rate (at most --lr)"),
+    "lr": (_positive, "peak learning rate"),
+    "min_lr": (_nonnegative, "final learning rate, at most --lr (default: the preset's, or scaled with --lr "
+                             "when that is given)"),
     "warmup": (_whole, "warm-up steps (0: none)"),
     "decay_steps": (_count, "step where the decay ends (default max-iters)"),
     "cooldown": (_number, "instead of the cosine: hold the peak rate, then fall linearly to min-lr over this last "
@@ -941,6 +943,9 @@ def cmd_train(args) -> int:
     if args.preset is not None and args.preset not in PRESETS:
         raise LlmlabError(f"unknown preset {args.preset!r} (presets: {', '.join(PRESETS)})")
     flags = {k: getattr(args, k) for k in TRAIN_FLAGS}
+    if args.lr is not None and args.min_lr is None:  # the floor moves with the peak, in the preset's ratio
+        base = config_from(PRESETS.get(args.preset), data=args.data, out=args.out)
+        flags["min_lr"] = args.lr * base.min_lr / base.lr
     cfg = config_from(PRESETS.get(args.preset), data=args.data, out=args.out, resume=args.resume,
                       progress=not args.quiet, **flags)
     if cfg.min_lr > cfg.lr:

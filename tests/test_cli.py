@@ -281,6 +281,18 @@ def test_final_learning_rate_above_the_peak_is_refused(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_lower_peak_alone_moves_the_floor_with_it(monkeypatch, capsys, tmp_path):
+    """--lr below the preset's final rate, without --min-lr: the floor keeps the preset's ratio (1/10)."""
+    import llmlab.train.pretrain as pretrain
+
+    seen = []
+    monkeypatch.setattr(pretrain, "train", lambda cfg: seen.append(cfg) or {})
+    args = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "tiny", "--quiet",
+            "--format", "json"]
+    assert main([*args, "--lr", "1e-4"]) == 0 and main([*args]) == 0 and main([*args, "--min-lr", "0"]) == 0
+    assert [(c.lr, c.min_lr) for c in seen] == [(1e-4, pytest.approx(1e-5)), (3e-3, 3e-4), (3e-3, 0.0)]
+
+
 def test_chunking_is_checked_before_the_index_is_made(capsys, tmp_path):
     (tmp_path / "a.txt").write_text("some text", encoding="utf-8")
     code, _, err = run(capsys, "index", str(tmp_path / "a.txt"), "--index", str(tmp_path / "ix"),
