@@ -8,6 +8,7 @@ to give instead. Tested in tests/apps/test_inputs.py.
 """
 
 import math
+from collections.abc import Mapping
 from numbers import Integral, Real
 
 from llmlab.errors import LlmlabError
@@ -23,10 +24,11 @@ def _missing(item) -> bool:
 def _items(values, name: str) -> list:
     if isinstance(values, (str, bytes)):
         raise LlmlabError(f"{name} should be a list of texts, got one {type(values).__name__}: wrap it in a list")
-    if hasattr(values, "tolist"):
-        values = values.tolist()  # numpy array, pandas Series (its values, whatever its index): Python items
+    if isinstance(values, Mapping) or getattr(values, "ndim", 1) != 1:  # a dict, a DataFrame, a 2-D array
+        raise LlmlabError(f"{name} should be one list or column of texts, not a {type(values).__name__}"
+                          + (f" of {values.ndim} dimensions" if hasattr(values, "ndim") else ""))
     try:
-        return list(values)
+        return list(values)  # a pandas Series gives its values, whatever its index
     except TypeError:
         raise LlmlabError(f"{name} should be a list of texts, not {type(values).__name__}") from None
 
@@ -53,14 +55,14 @@ def label_list(values, name: str = "labels") -> list[str]:
             out[i] = str(item).strip()
         elif _missing(item):
             out[i] = ""
-        elif isinstance(item, bool):
-            out[i] = str(item)
+        elif isinstance(item, bool) or getattr(getattr(item, "dtype", None), "kind", "") == "b":  # or numpy's
+            out[i] = str(bool(item))
         elif isinstance(item, Integral):
             out[i] = str(int(item))
         elif isinstance(item, Real) and float(item).is_integer():
             out[i] = str(int(item))
         elif isinstance(item, Real):
-            out[i] = repr(float(item))
+            out[i] = str(item)  # numpy's float32 0.1 is "0.1" too
         else:
             raise LlmlabError(f"{name}[{i}] is {type(item).__name__} ({item!r:.40}), not a label")
     return out

@@ -36,6 +36,7 @@ Dr., St., Gen. ...), an initial (John F. Kennedy) or initials (U.S.); in Chinese
 Tests: tests/apps/test_inspect.py; ROUGE-L on DialogSum: bench/inspect.py.
 """
 
+import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,12 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
     else:
         raise LlmlabError(f"inspect reads a document's path or its text, not {type(path_or_text).__name__}")
     questions, checklist = _items(questions, "questions"), _items(checklist, "checklist")
+    if not all(q.strip() for q in questions + checklist):  # before any model is loaded
+        raise LlmlabError("a question or checklist item is empty")
     if not text.strip():
         raise LlmlabError("the document has no text")
     for name, value, low in (("k", k, 1), ("sentences", sentences, 0), ("max_new_tokens", max_new_tokens, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
             raise LlmlabError(f"{name} must be a whole number of at least {low}, not {value!r}")
     if not 2 * summary_tokens <= part_tokens <= PROMPT_TOKENS - 100:
         raise LlmlabError(f"part_tokens must be in {2 * summary_tokens}..{PROMPT_TOKENS - 100}, not {part_tokens}")

@@ -12,7 +12,9 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    so a text needs fewer close neighbours to count as core and fewer are left as noise.
    Texts in no dense region are outliers (topic -1). HDBSCAN never makes all texts one cluster
    by default, so texts all about one thing (30 "my card is lost") would give no topic at all;
-   when it finds none, it runs once more allowing a single cluster (``details["single_cluster"]``).
+   when it finds none, it runs once more allowing a single cluster, kept if at least half of the
+   texts are in it or clearly about it (cosine >= 0.6 to its centroid, as in step 5;
+   ``details["single_cluster"]``): a clump in noise is no topic.
 4. **Merge** near-duplicate topics: topic centroids (mean MiniLM vectors) joined by average
    linkage while their cosine similarity is at least 0.9, i.e. the same issue split in two.
 5. **Outliers, both ways**, judged in the full embedding space rather than the 5-D projection.
@@ -147,9 +149,14 @@ def topics(
     x = _embed(texts, encoder, embeddings, progress)
     reduced = reduce(x, seed)
     labels = cluster(reduced, size)
-    single = bool(labels.max() < 0)  # no cluster at all: the texts may all be about one thing
-    if single:
-        labels = cluster(reduced, size, allow_single_cluster=True)
+    single = False
+    if labels.max() < 0:  # no cluster at all: the texts may all be about one thing
+        one = cluster(reduced, size, allow_single_cluster=True)
+        if (one >= 0).any():  # kept if most texts are in it or clearly about it (as outliers are reassigned)
+            centre = x[one >= 0].mean(axis=0)
+            near = x @ (centre / max(float(np.linalg.norm(centre)), 1e-12)) >= OUTLIER_SIMILARITY
+            single = bool(((one >= 0) | near).mean() >= 0.5)  # not a clump in noise
+        labels = one if single else labels
     noise = lambda: int((labels == -1).sum())  # noqa: E731
     counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "hdbscan_outliers": noise()}
     labels = merge_similar(x, labels, MERGE_SIMILARITY)

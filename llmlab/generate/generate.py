@@ -41,8 +41,9 @@ class GenerationConfig:
     # prompt is not penalised (an answer reuses the question's words), nor are special tokens (end of turn)
 
     def __post_init__(self):
-        if isinstance(self.stop, str):  # one stop string
-            self.stop = [self.stop]
+        if self.stop is None or isinstance(self.stop, str):  # none, or one stop string
+            self.stop = [] if self.stop is None else [self.stop]
+        self.stop = list(self.stop)
         if not all(isinstance(s, str) for s in self.stop):
             raise LlmlabError(f"stop must be a list of strings, not {self.stop!r}")
         for name in ("max_new_tokens", "top_k", "seed", "repetition_window"):

@@ -23,7 +23,7 @@ def test_text_list_takes_any_sequence_and_empty_cells():
 @pytest.mark.parametrize("bad, message", [
     ("one review", "got one str: wrap it in a list"), (b"bytes", "got one bytes"), (5, "not int"),
     (["ok", 3], r"texts\[1\] is int"), (["ok", ["nested"]], r"texts\[1\] is list"),
-    (np.array([["a", "b"]]), r"texts\[0\] is list"),
+    (np.array([["a", "b"]]), "not a ndarray of 2 dimensions"), ({"a": 1}, "not a dict"),
 ])
 def test_text_list_refuses(bad, message):
     with pytest.raises(LlmlabError, match=message):
@@ -33,8 +33,13 @@ def test_text_list_refuses(bad, message):
 def test_label_list_names_labels():
     assert label_list([1, 0, np.int64(2), 3.0, " pos ", None, float("nan"), True, 0.5]) == \
         ["1", "0", "2", "3", "pos", "", "", "True", "0.5"]
+    assert label_list([np.float32(0.1), np.bool_(False)]) == ["0.1", "False"]
+    assert label_list(np.array([0.1, 0.25], dtype=np.float32)) == label_list([0.1, 0.25])
     pd = pytest.importorskip("pandas")
     assert label_list(pd.Series([1, None, 0])) == ["1", "", "0"]  # an int column with a gap is float
+    frame = pd.DataFrame({"text": ["a", "b"], "label": [0, 1]})
+    with pytest.raises(LlmlabError, match="not a DataFrame of 2 dimensions"):  # not its column names
+        text_list(frame[["text"]])
 
 
 def test_classify_takes_what_a_notebook_has():

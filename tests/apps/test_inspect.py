@@ -2,6 +2,7 @@
 
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -158,6 +159,9 @@ def test_reads_files_and_rejects_empty_text(tmp_path, encoder):
         inspect(5, summary=False)
     with pytest.raises(LlmlabError, match="k must be a whole number of at least 1, not 0"):
         inspect(TOWN, summary=False, questions=["Who?"], k=0)
+    with pytest.raises(LlmlabError, match="a question or checklist item is empty"):
+        inspect(TOWN, summary=True, questions=["Who?", None])  # before the summary is made
+    assert inspect(TOWN, summary=False, k=np.int64(2), encoder=encoder).tokens > 0
 
 
 def test_cli_checklist_layout_and_json(smollm2_model, tmp_path, capsys, monkeypatch):

@@ -78,3 +78,4 @@ def test_context_window_and_bad_arguments(smollm2_model):
         with pytest.raises(LlmlabError, match=f"prompt id {bad[-1]!r} is not a token of the model"):
             stream(m, tok, bad, GenerationConfig())
     assert GenerationConfig(stop="London").stop == ["London"]  # one stop string, not its letters
+    assert GenerationConfig(stop=None).stop == [] and GenerationConfig(stop=(s for s in ["a", "b"])).stop == ["a", "b"]
