@@ -5,6 +5,7 @@ status 2; no traceback reaches the user.
 """
 
 import argparse
+import codecs
 import json
 import math
 import os
@@ -100,6 +101,13 @@ def _join_pieces(pieces: list[str], colour: bool) -> str:
     return "|" + "|".join(shown) + "|"
 
 
+def _decode_input(data: bytes, source: str, encoding: str | None) -> str:
+    """UTF-8 byte for byte (a UTF-8 mark included), UTF-16 / UTF-32 by their mark, or ``encoding``."""
+    if encoding is None and data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        return decode_text(data, source)  # the mark names the encoding (UTF-32-LE's starts like UTF-16-LE's)
+    return decode_utf8(data, source) if encoding is None else decode_text(data, source, encoding)
+
+
 def _read_input(args, what: str = "text") -> str:
     if args.text is not None and args.file is not None:
         raise LlmlabError("give either TEXT or -f FILE, not both")
@@ -108,12 +116,11 @@ def _read_input(args, what: str = "text") -> str:
             data, source = sys.stdin.buffer.read(), "<stdin>"
         else:  # a file, or a pipe such as <(command)
             data, source = read_bytes(args.file, allow_empty=True), args.file
-        text = decode_utf8(data, source) if args.encoding is None else decode_text(data, source, args.encoding)
+        text = _decode_input(data, source, args.encoding)
     elif args.text is not None:
         text = args.text
     elif not sys.stdin.isatty():
-        data = sys.stdin.buffer.read()
-        text = decode_utf8(data, "<stdin>") if args.encoding is None else decode_text(data, "<stdin>", args.encoding)
+        text = _decode_input(sys.stdin.buffer.read(), "<stdin>", args.encoding)
     else:
         raise LlmlabError(f"no {what}: give it as an argument, with -f FILE, or on stdin")
     if not text:

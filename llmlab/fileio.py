@@ -25,6 +25,10 @@ def decode_utf8(data: bytes, source: str, errors: str = "strict", offset: int = 
 
     ``offset`` is where ``data`` starts in its file, for messages about later chunks."""
     if b"\x00" in data[:8192]:
+        marked = next((codec for bom, codec in _BOMS if offset == 0 and data.startswith(bom)), None)
+        if marked is not None:  # UTF-16 / UTF-32 with its mark, where UTF-8 is read in pieces
+            raise LlmlabError(f"{source}: {marked.upper()} text (it starts with a byte-order mark); this command "
+                              "reads UTF-8: convert it to UTF-8 first")
         head = data[:512]
         for name, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[::2])):
             if len(head) >= 8 and zeros.count(0) > 0.9 * len(zeros):  # ASCII text stored as UTF-16, no BOM

@@ -400,3 +400,17 @@ def test_an_interrupt_a_library_swallowed_still_stops_the_command(tmp_path, caps
     assert main(["topics", str(tmp_path / "t.csv"), "--text-column", "text", "--out", str(tmp_path / "out")]) == 130
     assert "interrupted" in capsys.readouterr().err and not (tmp_path / "out").exists()
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
+def test_files_marked_utf16_or_utf32_are_read_by_their_mark(capsys, tmp_path, codec):
+    """-f reads UTF-8 byte for byte, and UTF-16 / UTF-32 files by the byte-order mark they start with."""
+    text = "naïve café 我\n"
+    data = text.encode(codec) if codec != "utf-16-be" else b"\xfe\xff" + text.encode(codec)
+    (tmp_path / "marked.txt").write_bytes(data)
+    code, out, err = run(capsys, "tokenize", "-f", str(tmp_path / "marked.txt"), "--format", "json")
+    assert (code, err) == (0, "") and json.loads(out)["ids"] == load_tokenizer("smollm2").encode(text)
+    # data prepare reads its corpus in UTF-8 pieces: it says what the file is
+    code, _, err = run(capsys, "data", "prepare", str(tmp_path / "marked.txt"), "-t", "char",
+                       "--out", str(tmp_path / "prepared"))
+    assert code == 2 and "text (it starts with a byte-order mark)" in err and "without" not in err
