@@ -44,18 +44,26 @@ ROLES = ("system", "user", "assistant")
 
 
 # --- data -------------------------------------------------------------------------------------
+def _json_line(line: str, path: Path, number: int):
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise LlmlabError(f"{path}: line {number} is not valid JSON ({e.msg}, column {e.colno}); "
+                          "a JSON Lines file holds one record per line") from None
+
+
 def read_conversations(path: str | Path) -> list[list[dict[str, str]]]:
     """The records of a JSON / JSONL file as chats (lists of role/content messages)."""
     p = Path(path)
     text = read_text(p)
     stripped = text.lstrip()
-    try:
-        if stripped.startswith("["):
+    if stripped.startswith("["):
+        try:
             records = json.loads(text)
-        else:
-            records = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as e:
-        raise LlmlabError(f"{p}: not valid JSON or JSON Lines ({e.msg}, line {e.lineno})") from None
+        except json.JSONDecodeError as e:
+            raise LlmlabError(f"{p}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    else:
+        records = [_json_line(line, p, n) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not records:
         raise LlmlabError(f"{p}: no records")
     return [record_messages(r, f"{p}: record {i}") for i, r in enumerate(records, start=1)]

@@ -79,7 +79,10 @@ def test_alpaca_record_becomes_one_exchange(smollm2, chat):
     ('{"messages": [{"role": "user", "content": "hi"}]}', "record 1: no assistant message"),
     ('{"messages": [{"role": "bot", "content": "hi"}]}', "record 1: message 1 needs a role"),
     ('[1, 2]', "record 1: expected an object, got int"),
-    ('{"instruction": "a", "output": ', "not valid JSON or JSON Lines"),
+    ('{"instruction": "a", "output": ', r"line 1 is not valid JSON \(Expecting value, column 32\)"),
+    ('{"instruction": "a", "output": "b"}\n\n{"instruction": "c", "output": "d"}\n{"instruction": "e", "output"\n',
+     r"line 4 is not valid JSON \(Expecting ':' delimiter, column 30\)"),  # the file's line, blank ones counted
+    ('[{"instruction": "a", "output": "b"},\n {"x" 1}]', r"not valid JSON \(Expecting ':' delimiter, line 2\)"),
 ])
 def test_bad_records_name_the_record(tmp_path, text, message):
     path = tmp_path / "data.jsonl"
