@@ -153,9 +153,19 @@ def read_adapter(directory: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
         config = json.loads(read_text(folder / ADAPTER_CONFIG))
     except json.JSONDecodeError as e:
         raise LlmlabError(f"{folder / ADAPTER_CONFIG}: not valid JSON ({e.msg}, line {e.lineno})") from None
-    missing = [k for k in ("r", "alpha", "targets") if k not in config]
-    if not isinstance(config, dict) or missing:
+    missing = [k for k in ("r", "alpha", "targets") if k not in config] if isinstance(config, dict) else ["all"]
+    if missing:
         raise LlmlabError(f"{folder / ADAPTER_CONFIG}: not a LoRA adapter config (missing {', '.join(missing)})")
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    wrong = [k for k, ok in (("r", isinstance(config["r"], int) and not isinstance(config["r"], bool)
+                              and config["r"] >= 1),
+                             ("alpha", number(config["alpha"])),
+                             ("dropout", number(config.get("dropout", 0.0)) and 0 <= config.get("dropout", 0.0) < 1),
+                             ("targets", isinstance(config["targets"], list)
+                              and all(isinstance(t, str) for t in config["targets"]))) if not ok]
+    if wrong:
+        raise LlmlabError(f"{folder / ADAPTER_CONFIG}: bad {', '.join(wrong)} (r: a whole number >= 1, alpha: a "
+                          "number, dropout: in [0, 1), targets: a list of layer names)")
     if not (folder / ADAPTER_WEIGHTS).is_file():
         raise LlmlabError(f"{folder}: no {ADAPTER_WEIGHTS} here")
     try:

@@ -122,6 +122,22 @@ def test_adapter_for_another_base_is_refused(tmp_path):
     assert not lora_modules(other)  # left as it was
 
 
+@pytest.mark.parametrize("change, bad", [
+    ({"r": "x"}, "r"), ({"r": 0}, "r"), ({"r": 2.5}, "r"), ({"alpha": None}, "alpha"), ({"alpha": "2"}, "alpha"),
+    ({"dropout": 1.5}, "dropout"), ({"targets": 5}, "targets"), ({"targets": [1]}, "targets"),
+])
+def test_a_config_with_wrong_values_is_one_error(tmp_path, change, bad):
+    model = tiny()
+    apply_lora(model, ("q_proj",), r=2, alpha=2)
+    save_adapter(model, tmp_path, base_model="tiny")
+    config = json.loads((tmp_path / ADAPTER_CONFIG).read_text())
+    (tmp_path / ADAPTER_CONFIG).write_text(json.dumps(config | change))
+    fresh = tiny()
+    with pytest.raises(LlmlabError, match=f"{ADAPTER_CONFIG}: bad {bad} "):
+        load_adapter(fresh, tmp_path)
+    assert not lora_modules(fresh)
+
+
 def test_unknown_targets_name_the_layers():
     with pytest.raises(LlmlabError, match="no layer named qkv.*q_proj"):
         apply_lora(tiny(), ("qkv",))
