@@ -309,7 +309,7 @@ def cmd_chat(args) -> int:
             break
         except UnicodeDecodeError as e:
             line = e.object.decode("utf-8", "surrogateescape")  # reported just below
-        line = line.strip()
+        line = line.strip().lstrip("\ufeff").strip()  # a UTF-8 byte-order mark is not part of the message
         if not line:
             continue
         bad = next((c for c in line if "\udc80" <= c <= "\udcff"), None)  # bytes that were not UTF-8
@@ -847,6 +847,8 @@ def _print_ranked(pairs, fmt: str) -> None:
     else:
         for w, s in pairs:
             print(f"{s:7.3f}  {w}")
+        if not pairs:
+            print("no answer: the vocabulary holds no other words", file=sys.stderr)
 
 
 def cmd_word2vec_similar(args) -> int:
@@ -882,14 +884,17 @@ def cmd_word2vec_eval(args) -> int:
     n = len(kv.words)  # below --restrict-vocab, every word the vectors have is searched
     why = (f"a word outside the {args.restrict_vocab:,} most frequent words" if n > args.restrict_vocab
            else f"a word not in the vectors' {n:,}-word vocabulary")
+    share = lambda r: f"{100 * r['accuracy']:.1f}%" if r["total"] else "n/a"  # noqa: E731  (no question asked)
     for key in ("analogies", "analogies_3cosmul"):
         r = results[key]
-        print(f"{key}: {100 * r['accuracy']:.1f}% of {r['total']:,} questions ({r['skipped_oov']:,} skipped: {why})")
+        print(f"{key}: {share(r)} of {r['total']:,} questions ({r['skipped_oov']:,} skipped: {why})")
     for s in results["analogies"]["sections"]:
-        print(f"  {s['section']:<28} {100 * s['accuracy']:5.1f}% of {s['total']}")
+        print(f"  {s['section']:<28} {share(s):>6} of {s['total']}")
     for key in ("wordsim353", "simlex999"):
         r = results[key]
-        print(f"{key}: Spearman {r['spearman']:.3f} on {r['pairs']} pairs ({r['oov_pairs']} skipped: unknown words)")
+        few = " (too few pairs for the figure to mean much)" if r["pairs"] < 30 else ""
+        print(f"{key}: Spearman {r['spearman']:.3f} on {r['pairs']} pairs ({r['oov_pairs']} skipped: unknown words)"
+              f"{few}")
     if args.report:
         print(f"wrote {args.report / 'report.md'}")
     return 0

@@ -63,7 +63,7 @@ def test_chat_refuses_a_piped_message_that_is_not_utf8(capsys, monkeypatch):
     assert code == 2 and "not valid UTF-8 (byte 0xe9)" in err
 
 def test_chat_json_is_one_object_per_answer(capsys, monkeypatch):
-    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n\nSay hello.\n"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufeffWhat is the capital of France?\n\nSay hello.\n"))  # BOM
     code, out, _ = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "12", "--format", "json",
                        "--system", "Answer in one short sentence.")
     turns = [json.loads(line) for line in out.splitlines()]

@@ -325,6 +325,7 @@ def test_cli_train_similar_analogy_eval_report(corpus, tmp_path, capsys):
     data = write_eval_files(tmp_path / "eval")
     code, text, _ = run_cli(capsys, "word2vec", "eval", "--vectors", out, "--data", data, "--report", tmp_path / "r")
     assert code == 0 and "wordsim353: Spearman" in text
+    assert "n/a of 0" in text and "0.0% of 0" not in text  # a section with no question has no accuracy
     report = (tmp_path / "r" / "report.md").read_text()
     folder = tmp_path / "corpus-folder"  # a folder stands for the .txt files under it
     folder.mkdir()
@@ -375,3 +376,10 @@ def test_config_rejects_nonsense():
         Word2VecConfig(alpha_decay="epochs")
     with pytest.raises(LlmlabError, match="not trained"):
         Word2Vec().save("/tmp/never")
+
+
+def test_no_answer_is_said(tmp_path, capsys):
+    """One word in the vocabulary: similar has nothing to rank, and says so (exit 0, stdout empty)."""
+    KeyedVectors(["word"], np.ones((1, 4), dtype=np.float32)).save(tmp_path / "one.bin")
+    code, text, err = run_cli(capsys, "word2vec", "similar", "word", "--vectors", tmp_path / "one.bin")
+    assert (code, text) == (0, "") and "no answer: the vocabulary holds no other words" in err
