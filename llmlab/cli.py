@@ -394,6 +394,7 @@ def cmd_embed(args) -> int:
         lines = _read_input(args, what="text to embed").splitlines()
     encoder = load_encoder(args.model, precision=args.precision)
     vectors = encoder.encode(lines, batch_size=args.batch_size, progress=len(lines) > 1000)
+    _say_cut(encoder)
     out = sys.stdout
     for v in vectors.tolist():
         if args.format == "json":
@@ -403,6 +404,12 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def _say_cut(encoder) -> None:
+    if encoder.truncated:  # the model reads at most max_seq_length tokens: the rest is not in the vector
+        print(f"note: {encoder.truncated} text(s) longer than {encoder.max_seq_length} tokens: each vector is of "
+              "the text's beginning only", file=sys.stderr)
+
+
 def cmd_similarity(args) -> int:
     from llmlab.weights.registry import load_encoder
 
@@ -410,6 +417,7 @@ def cmd_similarity(args) -> int:
         raise LlmlabError("give at least two texts to compare")
     encoder = load_encoder(args.model)
     v = encoder.encode(args.texts)
+    _say_cut(encoder)
     v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     sim = (v @ v.T).tolist()
     if args.format == "json":

@@ -90,8 +90,11 @@ def test_similarity_matrix(capsys):
     code, out, _ = run(capsys, "similarity", "--format", "json", *texts)
     sim = json.loads(out)["cosine"]
     assert code == 0 and abs(sim[0][0] - 1) < 1e-5 and sim[0][1] > sim[0][2] + 0.2
-    code, out, _ = run(capsys, "similarity", *texts)
-    assert code == 0 and len(out.splitlines()) == 4 and "1.000" in out
+    code, out, err = run(capsys, "similarity", *texts)
+    assert code == 0 and len(out.splitlines()) == 4 and "1.000" in out and err == ""
+    long = "word " * 400  # past MiniLM's 256 tokens: the vector is of the beginning, and that is said
+    code, out, err = run(capsys, "similarity", long, long + "zebra elephant")
+    assert code == 0 and "note: 2 text(s) longer than 256 tokens" in err
 
 
 @pytest.fixture(scope="module")
