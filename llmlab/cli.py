@@ -592,6 +592,9 @@ def cmd_finetune_classify(args) -> int:
     texts = [r[args.text_column] for r in kept]
     labels = [r[args.label_column] for r in kept]
     names = sorted(set(labels))
+    if not kept:
+        raise LlmlabError(f"{args.train}: no row has both a text ({args.text_column!r}) and a label "
+                          f"({args.label_column!r})")
     if len(names) < 2:
         raise LlmlabError(f"{args.train}: the column {args.label_column!r} holds only {names}: "
                           "at least two classes are needed")

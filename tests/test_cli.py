@@ -414,3 +414,10 @@ def test_files_marked_utf16_or_utf32_are_read_by_their_mark(capsys, tmp_path, co
     code, _, err = run(capsys, "data", "prepare", str(tmp_path / "marked.txt"), "-t", "char",
                        "--out", str(tmp_path / "prepared"))
     assert code == 2 and "text (it starts with a byte-order mark)" in err and "without" not in err
+
+
+def test_finetune_classify_with_no_usable_row_says_so(capsys, tmp_path):
+    (tmp_path / "blank.csv").write_text("text,label\n ,pos\n,neg\n", encoding="utf-8")
+    code, _, err = run(capsys, "finetune", "classify", str(tmp_path / "blank.csv"), "--text-column", "text",
+                       "--label-column", "label", "--out", str(tmp_path / "m"), "--quiet")
+    assert code == 2 and "no row has both a text ('text') and a label ('label')" in err
