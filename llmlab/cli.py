@@ -1187,7 +1187,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch = sub.add_parser("chat", help="chat with a model (streaming; /reset, /system, /exit)",
                         description="Interactive chat. When stdin is not a terminal, every line is one user "
                                     "message and each answer is printed on its own line(s).")
-    ch.add_argument("--system", metavar="TEXT", help="system prompt")
+    ch.add_argument("--system", metavar="TEXT", help="system prompt (default: the model's own; \"\" for none "
+                    "at all)")
     ch.add_argument("--preset", metavar="NAME", help="a named system prompt, e.g. chef (suggest dishes from "
                     "ingredients); see --list-presets")
     ch.add_argument("--list-presets", action="store_true", help="print the presets and exit")

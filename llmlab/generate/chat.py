@@ -71,7 +71,8 @@ class ChatSession:
     def prompt_ids(self) -> tuple[list[int], int]:
         """Ids of the rendered conversation, and how many old turns had to go to fit."""
         context = self.model.config.max_seq_len
-        head = [{"role": "system", "content": self.system}] if self.system else []
+        # None: the template's own default (SmolLM2 names itself); "": an empty system message, no default
+        head = [{"role": "system", "content": self.system}] if self.system is not None else []
         turns, dropped = list(self.messages), 0
         while True:
             ids = self.tokenizer.encode(self.template.render(head + turns))

@@ -57,3 +57,16 @@ def test_oldest_turns_are_dropped_with_notice(smollm2_model):
     assert session.messages[-1]["content"] == "And now?"  # the rejected message was not kept
     session.send("Still there?")  # "And now?" was never read: its question leaves the conversation
     assert [m["content"] for m in session.messages[-2:]] == ["ok", "Still there?"]
+
+
+def test_an_empty_system_prompt_is_no_system_prompt(smollm2_model):
+    """None: the template's default system message (SmolLM2 names itself); "": an empty one, not the default."""
+    template = ChatTemplate(smollm2_model.chat_template)
+
+    def prompt(system):
+        session = ChatSession(smollm2_model.model, smollm2_model.tokenizer, template, system=system)
+        session.messages.append({"role": "user", "content": "Hi"})
+        return smollm2_model.tokenizer.decode(session.prompt_ids()[0])
+
+    assert "SmolLM" in prompt(None)
+    assert "SmolLM" not in prompt("") and prompt("").startswith("<|im_start|>system\n<|im_end|>")
