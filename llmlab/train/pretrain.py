@@ -20,13 +20,16 @@ The loop follows the GPT-2 / nanoGPT recipe:
 - bfloat16 autocast on CUDA devices that support it; float32 on CPU (exact and, at these sizes, faster)
 - validation loss every ``eval_interval`` steps on a fixed sample of windows
 - a checkpoint (llmlab.weights.checkpoint) with optimizer, data-sampler and RNG states, so
-  ``resume=True`` continues exactly: on CPU the losses after a resume equal an uninterrupted run's
+  ``resume=True`` continues exactly: on CPU the losses after a resume equal an uninterrupted run's.
+  Resuming needs the run's architecture and tokenizer: a data folder whose tokenizer is not the
+  checkpoint's (even one of the same size) is refused
 - metrics.jsonl (one JSON object per step / evaluation) and loss.png, both written as we go
 - data parallel over ``torchrun`` processes (llmlab.train.distributed)
 
 Tests: tests/train/test_pretrain.py (loss goes down, resume after SIGKILL is exact, two
-processes equal one, bad input), tests/train/test_mlm.py (the same for masked LM, masking
-statistics, the head against transformers). Benchmark: bench/train.py.
+processes equal one, bad input, resume with another tokenizer or a damaged trainer.pt),
+tests/train/test_mlm.py (the same for masked LM, masking statistics, the head against
+transformers). Benchmark: bench/train.py.
 """
 
 import io
@@ -60,7 +63,7 @@ from llmlab.train.data import (
     windows,
 )
 from llmlab.train.optim import Schedule, build_optimizer, set_lr
-from llmlab.weights.checkpoint import latest_step_dir, load_checkpoint, save_checkpoint
+from llmlab.weights.checkpoint import latest_step_dir, load_checkpoint, save_checkpoint, tokenizer_difference
 
 METRICS = "metrics.jsonl"
 OBJECTIVES = {"clm": ("gpt2", "llama"), "mlm": ("bert",)}  # objective -> the model families it trains
@@ -479,8 +482,17 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
                           "or choose another --out")
     if cfg.resume and existing is not None:
         ckpt = load_checkpoint(out, trainer=True, expect=mcfg)
-        model.load_state_dict(ckpt.model.state_dict())
         state = ckpt.trainer
+        difference = tokenizer_difference(ckpt, tokenizer)
+        if difference:
+            trained_on = state.get("config", {}).get("data")
+            raise LlmlabError(f"{data.folder}: its tokenizer is not the one {out} was trained with ({difference}); "
+                              f"resume with {f'--data {trained_on}' if trained_on else 'the data it was trained on'}"
+                              " or a folder prepared with the same tokenizer")
+        missing = [k for k in ("optimizer", "sampler", "rng", "step") if k not in state]
+        if missing:
+            raise LlmlabError(f"{ckpt.path / 'trainer.pt'}: not a pre-training state (no {', '.join(missing)})")
+        model.load_state_dict(ckpt.model.state_dict())
         trained_with = state.get("config", {}).get("optimizer", "adamw")
         if trained_with != cfg.optimizer:
             raise LlmlabError(f"{out}: the checkpoint was trained with --optimizer {trained_with}, not "

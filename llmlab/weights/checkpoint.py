@@ -19,18 +19,24 @@ into a hidden temporary folder beside the target and renames it into place, then
 or a full disk at any moment leaves the previous checkpoint and ``latest`` as they were.
 
 `load_checkpoint(path)` accepts a run folder (follows ``latest``) or a step folder, and the kind
-of model the caller expects: a checkpoint of the other kind is a one-line error naming both.
+of model the caller expects: a checkpoint of the other kind is a one-line error naming both. A
+missing or damaged trainer.pt is a one-line error too, naming the newest older step folder whose
+trainer.pt is whole: writing that name into ``latest`` resumes from it. `tokenizer_difference`
+compares a tokenizer with the checkpoint's by their saved files, so resuming on a data folder
+with another tokenizer of the same size is caught.
 ``weights/registry.load_decoder(path)`` goes through here, so ``llmlab complete --model RUN``
 generates from a trained decoder, and ``load_encoder(path)`` too, so ``llmlab embed --model RUN``
 embeds with a masked-LM encoder.
 Tests: tests/train/test_checkpoint.py (round trip, simulated OSError mid-write, pruning,
-architecture mismatch, load_decoder and the CLI), tests/train/test_mlm.py (encoders).
+architecture mismatch, damaged trainer.pt, tokenizer comparison, load_decoder and the CLI),
+tests/train/test_mlm.py (encoders).
 """
 
 import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +45,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from llmlab.errors import LlmlabError
+from llmlab.errors import LlmlabError, TokenizerError
 from llmlab.fileio import atomic_write_text, read_text
 from llmlab.models.decoder import Decoder, DecoderConfig
 from llmlab.models.encoder import BertConfig, BertForMaskedLM
@@ -47,6 +53,7 @@ from llmlab.models.encoder import BertConfig, BertForMaskedLM
 FORMAT_VERSION = 1
 LATEST = "latest"
 STEP_PREFIX = "step-"
+TRAINER = "trainer.pt"
 KINDS = {"decoder": (Decoder, DecoderConfig), "encoder": (BertForMaskedLM, BertConfig)}  # "model" in config.json
 KIND_NAMES = {"decoder": "a decoder", "encoder": "an encoder"}
 KIND_USES = {"decoder": "causal LM; `llmlab complete --model` generates from it",
@@ -245,11 +252,71 @@ def load_checkpoint(path: str | Path, trainer: bool = False, expect: DecoderConf
     except RuntimeError as e:
         raise LlmlabError(f"{step_dir}: weights do not fit the config ({str(e).splitlines()[0]})") from None
     tokenizer = load_tokenizer(step_dir / meta.get("tokenizer", ""))
-    state_dict = None
-    if trainer:
-        f = step_dir / "trainer.pt"
-        if not f.is_file():
-            raise LlmlabError(f"{step_dir}: no trainer.pt (saved without training state, cannot resume)")
-        state_dict = torch.load(f, map_location="cpu", weights_only=True)
+    state_dict = load_trainer_state(step_dir) if trainer else None
     return Checkpoint(model.eval(), cfg, tokenizer, int(meta.get("step", 0)), step_dir,
                       meta.get("chat_template"), state_dict, meta)
+
+
+def load_trainer_state(step_dir: Path) -> dict:
+    """trainer.pt of a step folder; a missing or damaged one is an error that names an older step to resume from."""
+    f = step_dir / TRAINER
+    if not f.is_file():
+        raise LlmlabError(f"{step_dir}: no {TRAINER} (saved without training state, cannot resume)"
+                          f"{_older_step_hint(step_dir)}")
+    try:
+        state = torch.load(f, map_location="cpu", weights_only=True)
+    except Exception as e:  # the unpickler fails in many ways on a cut or overwritten file
+        size = f.stat().st_size
+        if size == 0:
+            reason = "empty file"
+        elif not zipfile.is_zipfile(f):
+            reason = f"{size:,} bytes, not a whole zip archive: cut short or overwritten"
+        else:  # torch's first sentence, e.g. "PytorchStreamReader failed locating file data.pkl: file not found"
+            first = str(e).strip().split(". ")[0].splitlines()[0] if str(e).strip() else type(e).__name__
+            reason = f"{size:,} bytes: {first}"
+        raise LlmlabError(f"{f}: damaged ({reason}){_older_step_hint(step_dir)}") from None
+    if not isinstance(state, dict):
+        raise LlmlabError(f"{f}: damaged (holds a {type(state).__name__}, not a training state dict)"
+                          f"{_older_step_hint(step_dir)}")
+    return state
+
+
+def _older_step_hint(step_dir: Path) -> str:
+    """How to resume from the newest older step folder whose trainer.pt is at least a whole zip archive
+    (its end record is there: not cut short)."""
+    run = step_dir.parent
+    older = [p for p in run.glob(f"{STEP_PREFIX}*")
+             if p.name < step_dir.name and (p / "config.json").is_file() and zipfile.is_zipfile(p / TRAINER)]
+    if not older:
+        return f"; no older checkpoint with a training state is left in {run}"
+    name, pointer = max(older).name, run / LATEST
+    return (f"; the older checkpoint {name} has a training state: to resume from it, write its name into "
+            f"{pointer} (echo {name} > {pointer})")
+
+
+def tokenizer_difference(ckpt: Checkpoint, tokenizer) -> str | None:
+    """None when ``tokenizer`` is the checkpoint's, else how they differ, e.g. "id 1 is 'A' here, 'a' in the
+    checkpoint". Compared as saved files (vocabulary, merges, special tokens), so a tokenizer of the same
+    size with other tokens is not taken for the checkpoint's."""
+    saved = ckpt.path / ckpt.meta.get("tokenizer", "")
+    with tempfile.TemporaryDirectory() as tmp:
+        written = Path(tokenizer.save(tmp))
+        if written.name == saved.name and saved.is_file() and written.read_bytes() == saved.read_bytes():
+            return None
+    theirs = ckpt.tokenizer
+    if tokenizer.vocab_size != theirs.vocab_size:
+        return f"a vocabulary of {tokenizer.vocab_size} here, {theirs.vocab_size} in the checkpoint"
+    if tokenizer.kind != theirs.kind:
+        return f"a {tokenizer.kind} tokenizer here, {theirs.kind} in the checkpoint"
+    for i in range(tokenizer.vocab_size):
+        ours, saved_token = _token(tokenizer, i), _token(theirs, i)
+        if ours != saved_token:
+            return f"id {i} is {ours!r} here, {saved_token!r} in the checkpoint"
+    return "the same tokens, other merges or settings"
+
+
+def _token(tokenizer, i: int) -> str | None:
+    try:
+        return tokenizer.display_token(i)
+    except TokenizerError:  # an unused id in a BPE vocabulary
+        return None

@@ -106,3 +106,38 @@ def test_latest_naming_a_missing_folder(tmp_path, capsys):
     (tmp_path / "latest").write_text("step-000009\n")
     assert main(["complete", "--model", str(tmp_path), "hi"]) == 2
     assert "not a checkpoint folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "not a checkpoint"])
+def test_damaged_trainer_state_names_the_file_and_an_older_step(tmp_path, damage):
+    model = small()
+    opt = stepped(model)
+    for step in (1, 2):
+        ck.save_checkpoint(tmp_path, step, model, TOK, {"optimizer": opt.state_dict(), "step": step})
+
+    def spoil(f):
+        data = f.read_bytes()
+        f.write_bytes({"empty": b"", "truncated": data[:1000], "not a checkpoint": b"hello\n"}[damage])
+
+    spoil(tmp_path / "step-000002" / "trainer.pt")
+    hint = r"step-000002/trainer\.pt: damaged.*older checkpoint step-000001.*latest"
+    with pytest.raises(LlmlabError, match=hint) as e:
+        ck.load_checkpoint(tmp_path, trainer=True)
+    assert "\n" not in str(e.value)
+    assert ck.load_checkpoint(tmp_path).step == 2  # the weights alone still load
+    (tmp_path / "latest").write_text("step-000001\n")  # what the message suggests
+    assert ck.load_checkpoint(tmp_path, trainer=True).trainer["step"] == 1
+    spoil(tmp_path / "step-000001" / "trainer.pt")
+    with pytest.raises(LlmlabError, match=r"step-000001/trainer\.pt: damaged.*no older checkpoint"):
+        ck.load_checkpoint(tmp_path, trainer=True)
+
+
+def test_tokenizer_difference_compares_tokens_not_only_sizes(tmp_path):
+    ck.save_checkpoint(tmp_path, 1, small(), TOK)
+    loaded = ck.load_checkpoint(tmp_path)
+    assert ck.tokenizer_difference(loaded, CharTokenizer(list("abcdefgh \n"))) is None
+    other = CharTokenizer(list("ABCDEFGH \n"))
+    assert other.vocab_size == TOK.vocab_size
+    assert ck.tokenizer_difference(loaded, other) == "id 1 is 'A' here, 'a' in the checkpoint"
+    smaller = CharTokenizer(list("ab\n"))
+    assert ck.tokenizer_difference(loaded, smaller) == "a vocabulary of 4 here, 11 in the checkpoint"

@@ -134,3 +134,41 @@ def test_bad_training_input_is_one_line_exit_2(char_data, tmp_path, capsys):
     assert len(err) == len(cases) and all(line.startswith("llmlab: error: ") for line in err)
     assert "different architecture" in err[0] and "--resume" in err[1] and "context window" in err[2]
     assert "trained with --optimizer adamw" in err[5] and "unknown optimizer" in err[6] and "cooldown" in err[7]
+
+
+def words_folder(folder: Path, letters: str, seed: int, tokenizer: str = "char") -> Path:
+    """A token folder of random words over ``letters`` (a few thousand characters)."""
+    import random
+
+    from llmlab.train.data import prepare
+
+    rng = random.Random(seed)
+    text = "\n".join(" ".join("".join(rng.choice(letters) for _ in range(rng.randint(1, 7))) for _ in range(12))
+                     for _ in range(80)) + "\n"
+    (folder.parent / f"{folder.name}.txt").write_text(text, encoding="utf-8")
+    prepare([folder.parent / f"{folder.name}.txt"], tokenizer, folder, val_fraction=0.1, progress=False)
+    return folder
+
+
+def test_resume_refuses_another_tokenizer_or_a_damaged_trainer_state(tmp_path, capsys):
+    lower = words_folder(tmp_path / "lower", "abcdefghijklmnopqr", seed=1)
+    upper = words_folder(tmp_path / "upper", "ABCDEFGHIJKLMNOPQR", seed=2)  # the same vocabulary size
+    same = words_folder(tmp_path / "same", "rqponmlkjihgfedcba", seed=3, tokenizer=str(lower / "llmlab-tokenizer.json"))
+    assert json.loads((upper / "meta.json").read_text())["vocab_size"] == json.loads(
+        (lower / "meta.json").read_text())["vocab_size"]
+    run = tmp_path / "run"
+    base = ["train", "--out", str(run), "--n-layers", "1", "--n-heads", "2", "--dim", "16", "--block-size", "16",
+            "--eval-interval", "2", "--sample-chars", "0", "--quiet", "--threads", "1"]
+    assert main([*base, "--data", str(lower), "--max-iters", "4"]) == 0  # step-000002, step-000004
+    capsys.readouterr()
+    assert main([*base, "--data", str(upper), "--max-iters", "6", "--resume"]) == 2
+    trainer = run / "step-000004" / "trainer.pt"
+    trainer.write_bytes(trainer.read_bytes()[:1000])
+    assert main([*base, "--data", str(lower), "--max-iters", "6", "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("llmlab: error: ") for line in err)
+    assert "tokenizer" in err[0] and "'A' here, 'a'" in err[0] and f"--data {lower}" in err[0]
+    assert f"{trainer}: damaged" in err[1] and "step-000002" in err[1]
+    (run / "latest").write_text("step-000002\n")  # what the message suggests
+    assert main([*base, "--data", str(same), "--max-iters", "6", "--resume"]) == 0  # same tokenizer, other text
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r] == [1, 2, 3, 4, 5, 6]
