@@ -395,11 +395,16 @@ def test_an_interrupt_a_library_swallowed_still_stops_the_command(tmp_path, caps
 
     import llmlab.apps  # noqa: F401  (the package's `topics` attribute is the function, the module is in sys.modules)
 
+    # a Ctrl-C must be able to arrive: started in the background without job control, Python begins with
+    # SIGINT ignored (as under nohup), and then nothing is delivered to test
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     monkeypatch.setattr(sys.modules["llmlab.apps.topics"], "topics", swallowing_topics)
     (tmp_path / "t.csv").write_text("text\nmy card is lost\n", encoding="utf-8")
-    assert main(["topics", str(tmp_path / "t.csv"), "--text-column", "text", "--out", str(tmp_path / "out")]) == 130
-    assert "interrupted" in capsys.readouterr().err and not (tmp_path / "out").exists()
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    try:
+        code = main(["topics", str(tmp_path / "t.csv"), "--text-column", "text", "--out", str(tmp_path / "out")])
+        assert code == 130 and "interrupted" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("codec", ["utf-16", "utf-16-be", "utf-32"])
