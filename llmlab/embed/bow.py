@@ -14,6 +14,8 @@ Tests: tests/embed/test_bow.py (equal to scikit-learn's vectorisers given the sa
 """
 
 import json
+import math
+import numbers
 from collections import Counter
 from collections.abc import Iterable
 from itertools import chain
@@ -32,10 +34,19 @@ class BagOfWords:
     def __init__(self, tokenizer: str = "word", ngram_range: tuple[int, int] = (1, 1), min_df: float = 1,
                  max_df: float = 1.0, max_features: int | None = None, tfidf: bool = True,
                  sublinear_tf: bool = False, norm: str | None = "l2", lowercase: bool = True):
-        if not 1 <= ngram_range[0] <= ngram_range[1]:
+        if not (isinstance(ngram_range, (tuple, list)) and len(ngram_range) == 2
+                and all(isinstance(n, numbers.Integral) and not isinstance(n, bool) for n in ngram_range)
+                and 1 <= ngram_range[0] <= ngram_range[1]):
             raise LlmlabError(f"ngram_range must be (low, high) with 1 <= low <= high, not {ngram_range}")
+        if max_features is not None and (isinstance(max_features, bool)
+                                         or not isinstance(max_features, numbers.Integral) or max_features < 1):
+            raise LlmlabError(f"max_features must be a whole number of at least 1 (or None), not {max_features!r}")
+        if norm not in ("l2", None):
+            raise LlmlabError(f"norm must be 'l2' or None, not {norm!r}")
         self.tokenizer_name = tokenizer
-        self.ngram_range, self.min_df, self.max_df = tuple(ngram_range), min_df, max_df
+        self.ngram_range = (int(ngram_range[0]), int(ngram_range[1]))
+        self.min_df, self.max_df = _document_frequency(min_df, "min_df"), _document_frequency(max_df, "max_df")
+        max_features = None if max_features is None else int(max_features)
         self.max_features, self.tfidf, self.sublinear_tf = max_features, tfidf, sublinear_tf
         self.norm, self.lowercase = norm, lowercase
         self.vocabulary: dict[str, int] = {}
@@ -60,7 +71,7 @@ class BagOfWords:
 
     # --- fitting -----------------------------------------------------------------------------
     def fit(self, texts: Iterable[str]) -> "BagOfWords":
-        docs = [self.analyze(t) for t in texts]
+        docs = [self.analyze(t) for t in _texts(texts)]
         if not docs:
             raise LlmlabError("cannot fit a bag of words on no texts")
         df = Counter(chain.from_iterable(map(set, docs)))
@@ -82,7 +93,7 @@ class BagOfWords:
         """(documents, vocabulary) sparse matrix of counts or TF-IDF weights."""
         if self.idf is None:
             raise LlmlabError("the bag of words is not fitted yet")
-        ids_per_doc = [[i for i in map(self.vocabulary.get, self.analyze(t)) if i is not None] for t in texts]
+        ids_per_doc = [[i for i in map(self.vocabulary.get, self.analyze(t)) if i is not None] for t in _texts(texts)]
         indptr = np.cumsum([0, *map(len, ids_per_doc)])
         indices = np.fromiter(chain.from_iterable(ids_per_doc), dtype=np.int64, count=int(indptr[-1]))
         m = sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(ids_per_doc), len(self.vocabulary)))
@@ -135,3 +146,26 @@ def cosine_similarity(a: sp.spmatrix, b: sp.spmatrix | None = None) -> np.ndarra
         return sp.diags(1 / np.where(norms > 0, norms, 1)) @ m
 
     return np.asarray((unit(a) @ unit(b).T).todense())
+
+
+def _document_frequency(value, name: str) -> int | float:
+    """min_df / max_df as scikit-learn reads them: a whole number is a count of documents, a fraction
+    (float in [0, 1]) a share of them; numpy's numbers too."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise LlmlabError(f"{name} must be a count of documents or a fraction in [0, 1], not {value!r}")
+    if isinstance(value, numbers.Integral):
+        if value < 0:
+            raise LlmlabError(f"{name} must be a count of documents >= 0, not {value}")
+        return int(value)
+    if not 0 <= value <= 1:
+        raise LlmlabError(f"{name} as a fraction must be in [0, 1], not {value}")
+    return float(value)
+
+
+def _texts(texts) -> Iterable[str]:
+    if isinstance(texts, (str, bytes)):
+        raise LlmlabError("a bag of words takes a list of texts, got one text: wrap it in a list")
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise LlmlabError(f"text {i} is {type(t).__name__}, not a str")
+        yield t

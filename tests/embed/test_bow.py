@@ -66,3 +66,32 @@ def test_save_load_and_errors(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(LlmlabError, match="not a saved bag of words"):
         BagOfWords.load(tmp_path / "bad.json")
+
+
+def test_numpy_numbers_read_as_scikit_learn_reads_them():
+    """min_df / max_df: a whole number is a count of documents, a fraction a share, numpy's numbers included."""
+    texts = ["aa bb", "aa cc", "aa dd"]
+    assert BagOfWords(max_df=np.float32(1.0)).fit(texts).vocabulary == BagOfWords(max_df=1.0).fit(texts).vocabulary
+    assert "aa" in BagOfWords(max_df=np.float32(1.0)).fit(texts).vocabulary  # a share of 1.0, not a count of 1
+    assert set(BagOfWords(min_df=np.int64(2)).fit(texts).vocabulary) == {"aa"}  # a count of 2, not 2 x 3 documents
+    assert set(CountVectorizer(min_df=np.int64(2)).fit(texts).vocabulary_) == {"aa"}  # as the reference reads it
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_features": -1}, "max_features must be a whole number of at least 1"),
+    ({"norm": "l1"}, "norm must be 'l2' or None"),
+    ({"ngram_range": (1.5, 2)}, "ngram_range must be"),
+    ({"min_df": -1}, "min_df must be a count of documents >= 0"),
+    ({"max_df": 1.5}, r"max_df as a fraction must be in \[0, 1\]"),
+    ({"min_df": float("nan")}, "min_df must be a count of documents or a fraction"),
+])
+def test_options_that_would_be_ignored_or_misread_are_refused(kwargs, message):
+    with pytest.raises(LlmlabError, match=message):
+        BagOfWords(**kwargs)
+
+
+def test_one_text_is_not_a_list_of_characters():
+    with pytest.raises(LlmlabError, match="wrap it in a list"):
+        BagOfWords().fit("hello world")
+    with pytest.raises(LlmlabError, match="text 1 is NoneType"):
+        BagOfWords().fit(["hello", None])
