@@ -173,8 +173,15 @@ def _split_stop(held: str, stops: list[str]) -> tuple[str, str, bool]:
 
 
 def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None) -> Stream:
-    """A streaming generation; ``prompt`` is text (encoded with special tokens) or ids."""
-    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else list(prompt)
+    """A streaming generation; ``prompt`` is text (encoded with special tokens) or ids (a list, a numpy
+    array or a 1-D tensor)."""
+    if isinstance(prompt, str):
+        ids = tokenizer.encode(prompt)
+    elif isinstance(prompt, (bytes, bytearray)) or not hasattr(prompt, "__iter__") or getattr(prompt, "ndim", 1) != 1:
+        raise LlmlabError(f"the prompt must be a str or a sequence of token ids, not {type(prompt).__name__}"
+                          + (" (decode bytes to text first)" if isinstance(prompt, (bytes, bytearray)) else ""))
+    else:
+        ids = prompt.tolist() if hasattr(prompt, "tolist") else list(prompt)  # numpy / torch: Python ints
     return Stream(model, tokenizer, ids, config or GenerationConfig())
 
 

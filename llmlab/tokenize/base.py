@@ -13,6 +13,7 @@ anything else and become their single reserved id, as the reference libraries do
 Pass ``special=False`` to treat them as ordinary text (safer for untrusted input).
 """
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -130,3 +131,23 @@ def split_special(text: str, pattern: "regex.Pattern") -> list[tuple[str, bool]]
     parts = pattern.split(text)
     # regex.split with one capture group alternates: ordinary, special, ordinary, ...
     return [(p, i % 2 == 1) for i, p in enumerate(parts) if p or i % 2 == 1]
+
+
+def id_list(ids) -> list:
+    """Ids to decode as a list: a numpy array or torch tensor gives Python ints (so that special ids
+    are recognised in it as in a list); one id or a text is refused."""
+    if isinstance(ids, (str, bytes, numbers.Number)) or getattr(ids, "ndim", 1) != 1:
+        raise TokenizerError(f"decode expects a sequence of ids, not {type(ids).__name__}"
+                             + (f" of {ids.ndim} dimensions" if getattr(ids, "ndim", 1) != 1 else ""))
+    if hasattr(ids, "tolist"):
+        return ids.tolist()
+    try:
+        return list(ids)
+    except TypeError:
+        raise TokenizerError(f"decode expects a sequence of ids, not {type(ids).__name__}") from None
+
+
+def check_id(i, size: int) -> None:
+    """A TokenizerError unless ``i`` is a whole number in 0..size-1."""
+    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < size:
+        raise TokenizerError(f"id {i!r} is not in the vocabulary (size {size})")

@@ -28,7 +28,7 @@ import regex
 
 from llmlab.errors import TokenizerError
 from llmlab.fileio import atomic_write_text
-from llmlab.tokenize.base import PieceCache, Tokenizer
+from llmlab.tokenize.base import PieceCache, Tokenizer, id_list
 
 # Unicode White_Space, spelled out: Python's \s also matches \x1c-\x1f, the Rust regex
 # engines behind the reference tokenizers do not.
@@ -168,7 +168,7 @@ class BPETokenizer(Tokenizer):
 
     def decode(self, ids: Iterable[int], skip_special: bool = False) -> str:
         """Text of ``ids``; bytes that do not form valid UTF-8 become U+FFFD."""
-        ids = list(ids)
+        ids = id_list(ids)
         try:
             tokens = [self.vocab[i] for i in ids]
             if ids and min(ids) < 0:  # a negative index would read the vocabulary from its end

@@ -17,6 +17,7 @@ Tests: tests/tokenize/test_simple.py.
 """
 
 import json
+import numbers
 from collections import Counter
 from collections.abc import Iterable
 from itertools import repeat
@@ -26,7 +27,7 @@ import regex
 
 from llmlab.errors import TokenizerError
 from llmlab.fileio import atomic_write_text
-from llmlab.tokenize.base import Tokenizer, split_special
+from llmlab.tokenize.base import Tokenizer, check_id, id_list, split_special
 
 UNK = "[UNK]"
 SAVE_FILE = "llmlab-tokenizer.json"
@@ -63,8 +64,7 @@ class SplitTokenizer(Tokenizer):
         return len(self.vocab)
 
     def id_to_token(self, i: int) -> str:
-        if not 0 <= i < len(self.vocab):
-            raise TokenizerError(f"id {i} is not in the vocabulary (size {len(self.vocab)})")
+        check_id(i, len(self.vocab))
         return self.vocab[i]
 
     def _encode_ordinary(self, text: str) -> list[int]:
@@ -85,7 +85,7 @@ class SplitTokenizer(Tokenizer):
         return pieces
 
     def decode(self, ids: Iterable[int]) -> str:
-        return self.separator.join(self.id_to_token(i) for i in ids)
+        return self.separator.join(self.id_to_token(i) for i in id_list(ids))
 
     def save(self, directory: str | Path) -> Path:
         doc = {"llmlab_tokenizer": self.kind, "unk_token": self.unk_token, "unknown": self.unknown, "vocab": self.vocab}
@@ -145,8 +145,8 @@ class CharTokenizer(SplitTokenizer):
 
     def id_to_token(self, i: int) -> str:
         if self.codepoints:
-            if not 0 <= i < 0x110000:
-                raise TokenizerError(f"id {i} is not a Unicode code point")
+            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < 0x110000:
+                raise TokenizerError(f"id {i!r} is not a Unicode code point")
             return chr(i)
         return super().id_to_token(i)
 

@@ -30,6 +30,7 @@ a BERT vocabulary, so ids do not change (the every-code-point test checks this).
 """
 
 import json
+import numbers
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable
@@ -40,7 +41,7 @@ import regex
 
 from llmlab.errors import LlmlabError, TokenizerError
 from llmlab.fileio import atomic_write_text, read_text
-from llmlab.tokenize.base import PieceCache, Tokenizer
+from llmlab.tokenize.base import PieceCache, Tokenizer, id_list
 
 PREFIX = "##"  # marks a piece that continues a word
 
@@ -187,8 +188,8 @@ class WordPieceTokenizer(Tokenizer):
         return len(self.vocab)
 
     def id_to_token(self, i: int) -> str:
-        if not 0 <= i < len(self.vocab):
-            raise TokenizerError(f"id {i} is outside the vocabulary (0..{len(self.vocab) - 1})")
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(self.vocab):
+            raise TokenizerError(f"id {i!r} is outside the vocabulary (0..{len(self.vocab) - 1})")
         return self.vocab[i]
 
     def token_to_id(self, token: str) -> int | None:
@@ -197,7 +198,8 @@ class WordPieceTokenizer(Tokenizer):
     def decode(self, ids: Iterable[int]) -> str:
         """HF WordPiece decoder: skip specials, glue "##" pieces, space-join the rest, clean up."""
         special_ids = set(self.special_tokens.values())
-        tokens = [self.id_to_token(i) for i in ids if i not in special_ids]
+        ids = id_list(ids)
+        tokens = [self.id_to_token(i) for i in ids if not (isinstance(i, numbers.Integral) and i in special_ids)]
         out = []
         for k, token in enumerate(tokens):
             if k > 0:  # the first token keeps a "##" prefix, as in HF

@@ -1,6 +1,7 @@
 """Generation on the real SmolLM2: streaming, stop strings, seeds, limits, context window."""
 
 import pytest
+import torch
 
 from llmlab.errors import LlmlabError
 from llmlab.generate import GenerationConfig, complete, stream
@@ -78,4 +79,10 @@ def test_context_window_and_bad_arguments(smollm2_model):
         with pytest.raises(LlmlabError, match=f"prompt id {bad[-1]!r} is not a token of the model"):
             stream(m, tok, bad, GenerationConfig())
     assert GenerationConfig(stop="London").stop == ["London"]  # one stop string, not its letters
+    for bad in (b"The capital", None, torch.tensor(5), torch.tensor([[1, 2]])):  # bytes are not ids
+        with pytest.raises(LlmlabError, match="the prompt must be a str or a sequence of token ids"):
+            stream(m, tok, bad, GenerationConfig())
+    ids = tok.encode("The capital of France is")
+    as_list, as_tensor = (complete(m, tok, p, GenerationConfig(max_new_tokens=3)).ids for p in (ids, torch.tensor(ids)))
+    assert as_list == as_tensor
     assert GenerationConfig(stop=None).stop == [] and GenerationConfig(stop=(s for s in ["a", "b"])).stop == ["a", "b"]

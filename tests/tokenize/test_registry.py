@@ -53,3 +53,25 @@ def test_unknown_names_and_paths(tmp_path):
     (tmp_path / "weights.bin").write_bytes(b"\0\1")
     with pytest.raises(TokenizerError, match="not a tokenizer file"):
         load_tokenizer(tmp_path / "weights.bin")
+
+
+@pytest.mark.parametrize("name", list(NAMES))
+def test_decode_takes_arrays_and_tensors_alike_and_refuses_what_is_not_ids(name):
+    """A numpy array or 1-D tensor decodes as its list does (special tokens recognised in it too)."""
+    import numpy as np
+    import torch
+
+    tok = load_tokenizer(name)
+    ids = tok.encode("hello world")
+    assert tok.decode(np.array(ids)) == tok.decode(torch.tensor(ids)) == tok.decode(ids)
+    for bad in (torch.tensor(5), 5, None, "abc", [1.5], [ids], torch.tensor([ids])):
+        with pytest.raises(TokenizerError):
+            tok.decode(bad)
+
+
+def test_special_ids_in_a_tensor_are_special():
+    import torch
+
+    minilm, smollm2 = load_tokenizer("minilm"), load_tokenizer("smollm2")
+    assert minilm.decode(torch.tensor(minilm.encode("hello world"))) == "hello world"  # [CLS] / [SEP] skipped
+    assert smollm2.decode(torch.tensor(smollm2.encode("<|im_start|>hi")), skip_special=True) == "hi"
