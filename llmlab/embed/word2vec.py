@@ -39,6 +39,8 @@ bench/word2vec.py.
 
 import io
 import json
+import math
+import numbers
 import queue
 import re
 import threading
@@ -151,7 +153,12 @@ class KeyedVectors:
             raise LlmlabError(f"{len(words)} words but {len(vectors)} vectors")
         self.words = list(words)
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.vectors.ndim != 2:
+            raise LlmlabError(f"vectors must be (words, dims), not of shape {self.vectors.shape}")
         self.index = {w: i for i, w in enumerate(self.words)}
+        if len(self.index) < len(self.words):  # a query would find the word itself under its other id
+            twice = sorted(w for w, n in Counter(self.words).items() if n > 1)
+            raise LlmlabError(f"{len(twice)} word(s) listed twice, e.g. {twice[0]!r}: each word has one vector")
         self._unit: np.ndarray | None = None
 
     def __repr__(self) -> str:
@@ -188,6 +195,7 @@ class KeyedVectors:
         return float(self.unit[self.id(a)] @ self.unit[self.id(b)])
 
     def _ranked(self, scores: np.ndarray, exclude: list[int], topn: int) -> list[tuple[str, float]]:
+        _whole(topn, "topn", 0)  # a negative one would slice from the end: every word but the last few
         scores = scores.copy()
         scores[exclude] = -np.inf
         top = np.argsort(-scores, kind="stable")[:topn]
@@ -201,6 +209,8 @@ class KeyedVectors:
         negative = [negative] if isinstance(negative, str) else list(negative)
         if not positive and not negative:
             raise LlmlabError("most_similar needs at least one word")
+        if restrict_vocab is not None:
+            _whole(restrict_vocab, "restrict_vocab", 1)
         pos, neg = [self.id(w) for w in positive], [self.id(w) for w in negative]
         query = self.unit[pos].sum(axis=0) - self.unit[neg].sum(axis=0)
         query /= max(np.linalg.norm(query), 1e-12)
@@ -212,6 +222,8 @@ class KeyedVectors:
         """a is to b as c is to ?  3CosAdd: argmax cos(x,b) - cos(x,a) + cos(x,c);
         3CosMul (Levy & Goldberg 2014): argmax cos'(x,b) cos'(x,c) / (cos'(x,a) + eps), cos' = (1+cos)/2."""
         ids = [self.id(w) for w in (a, b, c)]
+        if restrict_vocab is not None:
+            _whole(restrict_vocab, "restrict_vocab", 1)
         unit = self.unit[:restrict_vocab]
         if method == "add":
             return self.most_similar([b, c], [a], topn, restrict_vocab)
@@ -323,11 +335,20 @@ class Word2VecConfig:
     def __post_init__(self):
         if self.alpha is None:
             self.alpha = 0.025 if self.sg else 0.05
+        if not isinstance(self.sg, bool):
+            raise LlmlabError(f"sg must be True (skip-gram) or False (CBOW), not {self.sg!r}")
         for name in ("dim", "window", "negative", "min_count", "epochs", "threads", "chunk_words"):
-            if getattr(self, name) < 1:
-                raise LlmlabError(f"{name} must be at least 1, not {getattr(self, name)}")
+            _whole(getattr(self, name), name, 1)
+        _whole(self.seed, "seed", 0)
+        for name in ("sample", "alpha", "min_alpha", "ns_exponent"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise LlmlabError(f"{name} must be a finite number, not {value!r}")
         if self.sample < 0:
             raise LlmlabError(f"sample must be >= 0, not {self.sample}")
+        if not 0 <= self.min_alpha <= self.alpha:
+            raise LlmlabError(f"the learning rate falls from alpha to min_alpha: 0 <= min_alpha <= alpha, "
+                              f"not alpha {self.alpha}, min_alpha {self.min_alpha}")
         if self.alpha_decay not in ("sentences", "words"):
             raise LlmlabError(f"alpha_decay must be 'sentences' or 'words', not {self.alpha_decay!r}")
 
@@ -668,3 +689,8 @@ def primer_report(kv: KeyedVectors, info: dict, results: dict, topn: int = 8) ->
     else:
         lines += [f"*bank* has no vector here (fewer than {min_count} occurrences).", ""]
     return "\n".join(lines)
+
+
+def _whole(value, name: str, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise LlmlabError(f"{name} must be at least {low} (a whole number), not {value!r}")

@@ -376,6 +376,21 @@ def test_config_rejects_nonsense():
         Word2VecConfig(alpha_decay="epochs")
     with pytest.raises(LlmlabError, match="not trained"):
         Word2Vec().save("/tmp/never")
+    for bad in ({"dim": 2.5}, {"alpha": -1.0}, {"seed": -1}, {"ns_exponent": float("nan")}, {"sample": float("nan")},
+                {"sg": "no"}, {"epochs": True}, {"min_alpha": 0.5}, {"dim": "100"}):
+        with pytest.raises(LlmlabError, match=next(iter(bad)) if "min_alpha" not in bad else "min_alpha <= alpha"):
+            Word2VecConfig(**bad)
+
+
+def test_queries_refuse_what_would_be_misread(model):
+    kv = model.wv
+    for kwargs in ({"topn": -1}, {"topn": 2.5}, {"restrict_vocab": -1}):
+        with pytest.raises(LlmlabError, match=next(iter(kwargs))):
+            kv.most_similar(kv.words[0], **kwargs)
+    with pytest.raises(LlmlabError, match=r"1 word\(s\) listed twice, e.g. 'a'"):
+        KeyedVectors(["a", "a", "b"], np.eye(3))
+    with pytest.raises(LlmlabError, match=r"vectors must be \(words, dims\)"):
+        KeyedVectors(["a", "b"], np.zeros(2))
 
 
 def test_no_answer_is_said(tmp_path, capsys):
