@@ -32,6 +32,8 @@ PLAIN_STOP = ["\n\n"]  # the blank line that ends a turn of PLAIN_TEMPLATE
 
 class ChatTemplate:
     def __init__(self, source: str, bos_token: str = "", eos_token: str = ""):
+        if not isinstance(source, str):
+            raise LlmlabError(f"a chat template is Jinja text (a str), not {type(source).__name__}")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)  # as HF renders them
 
         def raise_exception(message):
@@ -87,6 +89,8 @@ class ChatSession:
         return ids, dropped
 
     def send(self, text: str) -> "ChatTurn":
+        if not isinstance(text, str):
+            raise LlmlabError(f"a message is a str, not {type(text).__name__}")
         if not text.strip():
             raise LlmlabError("empty message")
         # a turn not read to its end has no answer: its question leaves the conversation (user/assistant pairs)

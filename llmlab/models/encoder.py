@@ -24,6 +24,7 @@ than ``max_seq_length`` tokens is cut to its first tokens, as sentence-transform
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -383,8 +384,8 @@ class SentenceEncoder(nn.Module):
         Texts are sorted by token count so that each batch pads only to its own longest."""
         if isinstance(texts, str):
             raise LlmlabError("encode expects a list of texts, got one str; wrap it in a list")
-        if batch_size < 1:
-            raise LlmlabError(f"batch_size must be at least 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+            raise LlmlabError(f"batch_size must be a whole number of at least 1, got {batch_size!r}")
         rows = [self._ids(t) for t in texts]
         order = sorted(range(len(rows)), key=lambda i: len(rows[i]), reverse=True)  # longest first
         out = torch.empty(len(rows), self.dim)

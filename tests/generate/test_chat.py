@@ -70,3 +70,13 @@ def test_an_empty_system_prompt_is_no_system_prompt(smollm2_model):
 
     assert "SmolLM" in prompt(None)
     assert "SmolLM" not in prompt("") and prompt("").startswith("<|im_start|>system\n<|im_end|>")
+
+
+def test_a_template_and_messages_must_be_text(smollm2_model):
+    with pytest.raises(LlmlabError, match="a chat template is Jinja text"):
+        ChatTemplate(None)
+    session = ChatSession(smollm2_model.model, smollm2_model.tokenizer, ChatTemplate(smollm2_model.chat_template))
+    for bad in (None, 5):
+        with pytest.raises(LlmlabError, match="a message is a str"):
+            session.send(bad)
+    assert session.messages == []

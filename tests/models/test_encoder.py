@@ -178,6 +178,9 @@ def test_batching_and_order_do_not_change_vectors(ours):
     one_by_one = torch.cat([ours.encode([t]) for t in texts])
     torch.testing.assert_close(ours.encode(texts, batch_size=2), one_by_one, atol=1e-6, rtol=0)
     assert ours.encode([]).shape == (0, ours.dim) and ours.dim == 384
+    for bad in (0, 2.5, "8", None):
+        with pytest.raises(LlmlabError, match="batch_size must be a whole number of at least 1"):
+            ours.encode(texts, batch_size=bad)
 
 
 def test_bf16_precision_keeps_the_vectors():
