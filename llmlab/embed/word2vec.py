@@ -186,6 +186,8 @@ class KeyedVectors:
         return self._unit
 
     def id(self, word: str) -> int:
+        if not isinstance(word, str):
+            raise LlmlabError(f"a word is a str, not {type(word).__name__}")
         i = self.index.get(word)
         if i is None:
             raise LlmlabError(f"{word!r} is not in the vocabulary ({len(self)} words)")
@@ -205,7 +207,7 @@ class KeyedVectors:
                      restrict_vocab: int | None = None) -> list[tuple[str, float]]:
         """Nearest words to the mean of the positive words' unit vectors minus the negative ones'
         (gensim's rule); the query words themselves are left out."""
-        positive = [positive] if isinstance(positive, str) else list(positive)
+        positive = [positive] if isinstance(positive, str) or positive is None else list(positive)
         negative = [negative] if isinstance(negative, str) else list(negative)
         if not positive and not negative:
             raise LlmlabError("most_similar needs at least one word")

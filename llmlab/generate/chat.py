@@ -66,6 +66,11 @@ class ChatSession:
     messages: list[dict[str, str]] = field(default_factory=list)  # user/assistant turns, oldest first
     dropped: int = 0  # turns dropped from the start to fit the context window (in total)
 
+    def __post_init__(self):
+        self.config = self.config if self.config is not None else GenerationConfig()
+        if self.system is not None and not isinstance(self.system, str):
+            raise LlmlabError(f"the system prompt is a str, not {type(self.system).__name__}")
+
     def reset(self) -> None:
         self.messages.clear()
         self.dropped = 0
@@ -94,6 +99,9 @@ class ChatSession:
         if not text.strip():
             raise LlmlabError("empty message")
         # a turn not read to its end has no answer: its question leaves the conversation (user/assistant pairs)
+        if not all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+                   for m in self.messages):
+            raise LlmlabError("each message must be a dict with a 'role' and a 'content' (str)")
         unread = self.messages.pop() if self.messages and self.messages[-1]["role"] == "user" else None
         self.messages.append({"role": "user", "content": text})
         try:

@@ -77,6 +77,8 @@ class SplitTokenizer(Tokenizer):
 
     def tokenize(self, text: str, special: bool = True) -> list[str]:
         """The pieces themselves, unknown ones included as written."""
+        if not isinstance(text, str):
+            raise TokenizerError(f"tokenize expects str, got {type(text).__name__}")
         if not special or self._special_re is None:
             return self.split(text)
         pieces: list[str] = []

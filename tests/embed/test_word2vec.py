@@ -387,6 +387,8 @@ def test_queries_refuse_what_would_be_misread(model):
     for kwargs in ({"topn": -1}, {"topn": 2.5}, {"restrict_vocab": -1}):
         with pytest.raises(LlmlabError, match=next(iter(kwargs))):
             kv.most_similar(kv.words[0], **kwargs)
+    with pytest.raises(LlmlabError, match="a word is a str, not NoneType"):
+        kv.most_similar(None)
     with pytest.raises(LlmlabError, match=r"1 word\(s\) listed twice, e.g. 'a'"):
         KeyedVectors(["a", "a", "b"], np.eye(3))
     with pytest.raises(LlmlabError, match=r"vectors must be \(words, dims\)"):

@@ -80,3 +80,10 @@ def test_a_template_and_messages_must_be_text(smollm2_model):
         with pytest.raises(LlmlabError, match="a message is a str"):
             session.send(bad)
     assert session.messages == []
+    session.messages.append({"content": "no role"})
+    with pytest.raises(LlmlabError, match="each message must be a dict with a 'role' and a 'content'"):
+        session.send("Hi")
+    with pytest.raises(LlmlabError, match="the system prompt is a str"):
+        ChatSession(smollm2_model.model, smollm2_model.tokenizer, session.template, system=5)
+    assert ChatSession(smollm2_model.model, smollm2_model.tokenizer, session.template, config=None).config == \
+        GenerationConfig()

@@ -72,3 +72,11 @@ def test_bundled_vocabularies():
     for name in ("whitespace", "word"):
         tok = load_tokenizer(name)
         assert tok.vocab_size == 30_000 and tok.vocab[0] == "[UNK]"
+
+
+@pytest.mark.parametrize("name", ["whitespace", "word", "char"])
+def test_tokenize_takes_text_only(name):
+    tok = load_tokenizer(name)
+    for bad in (None, b"hi", 5, ["a"]):
+        with pytest.raises(TokenizerError, match="tokenize expects str"):
+            tok.tokenize(bad)
