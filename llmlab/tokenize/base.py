@@ -147,7 +147,6 @@ def id_list(ids) -> list:
         raise TokenizerError(f"decode expects a sequence of ids, not {type(ids).__name__}") from None
 
 
-def check_id(i, size: int) -> None:
-    """A TokenizerError unless ``i`` is a whole number in 0..size-1."""
-    if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < size:
-        raise TokenizerError(f"id {i!r} is not in the vocabulary (size {size})")
+def is_id(i, size: int) -> bool:
+    """Whether ``i`` is a whole number (Python's or numpy's, not a bool) in 0..size-1."""
+    return not isinstance(i, bool) and isinstance(i, numbers.Integral) and 0 <= i < size

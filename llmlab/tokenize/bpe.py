@@ -19,7 +19,6 @@ tests/tokenize/test_bpe.py; training lives in `bpe_train.py`.
 """
 
 import heapq
-import operator
 from collections.abc import Iterable
 from itertools import chain
 from pathlib import Path
@@ -28,7 +27,7 @@ import regex
 
 from llmlab.errors import TokenizerError
 from llmlab.fileio import atomic_write_text
-from llmlab.tokenize.base import PieceCache, Tokenizer, id_list
+from llmlab.tokenize.base import PieceCache, Tokenizer, id_list, is_id
 
 # Unicode White_Space, spelled out: Python's \s also matches \x1c-\x1f, the Rust regex
 # engines behind the reference tokenizers do not.
@@ -174,7 +173,7 @@ class BPETokenizer(Tokenizer):
             if ids and min(ids) < 0:  # a negative index would read the vocabulary from its end
                 raise IndexError
         except (IndexError, TypeError):
-            bad = next(i for i in ids if not _is_id(i, len(self.vocab)))
+            bad = next(i for i in ids if not is_id(i, len(self.vocab)))
             raise TokenizerError(f"id {bad!r} is not in the vocabulary (size {len(self.vocab)})") from None
         if not self._special_ids.intersection(ids):
             return "".join(tokens).translate(_TO_LATIN1).encode("latin-1").decode("utf-8", "replace")
@@ -335,11 +334,3 @@ def _pretokenizer_name(pre: dict | None) -> str:
         if len(steps) == 2 and steps[0] == {"type": "Digits", "individual_digits": True} and is_byte_level(steps[1]):
             return "smollm"
     raise TokenizerError(f"unsupported BPE pre-tokenizer in tokenizer.json: {pre}")
-
-
-def _is_id(value, size: int) -> bool:
-    """Whether ``value`` is a whole number in 0..size-1 (a Python or numpy integer)."""
-    try:
-        return 0 <= operator.index(value) < size
-    except TypeError:
-        return False

@@ -59,8 +59,9 @@ def _named(name: str) -> Tokenizer:
 def _from_path(path: Path) -> Tokenizer:
     if path.is_dir():
         latest = path / "latest"  # a training run (llmlab.weights.checkpoint): its newest checkpoint's tokenizer
-        if latest.is_file() and (path / latest.read_text(encoding="utf-8").strip()).is_dir():
-            return _from_path(path / latest.read_text(encoding="utf-8").strip())
+        step = path / latest.read_text(encoding="utf-8").strip() if latest.is_file() else None
+        if step is not None and step.is_dir():
+            return _from_path(step)
         for candidate in ("tokenizer.json", SAVE_FILE, "vocab.txt"):
             if (path / candidate).is_file():
                 return _from_path(path / candidate)

@@ -17,7 +17,6 @@ Tests: tests/tokenize/test_simple.py.
 """
 
 import json
-import numbers
 from collections import Counter
 from collections.abc import Iterable
 from itertools import repeat
@@ -27,7 +26,7 @@ import regex
 
 from llmlab.errors import TokenizerError
 from llmlab.fileio import atomic_write_text
-from llmlab.tokenize.base import Tokenizer, check_id, id_list, split_special
+from llmlab.tokenize.base import Tokenizer, id_list, is_id, split_special
 
 UNK = "[UNK]"
 SAVE_FILE = "llmlab-tokenizer.json"
@@ -64,7 +63,8 @@ class SplitTokenizer(Tokenizer):
         return len(self.vocab)
 
     def id_to_token(self, i: int) -> str:
-        check_id(i, len(self.vocab))
+        if not is_id(i, len(self.vocab)):
+            raise TokenizerError(f"id {i!r} is not in the vocabulary (size {len(self.vocab)})")
         return self.vocab[i]
 
     def _encode_ordinary(self, text: str) -> list[int]:
@@ -147,7 +147,7 @@ class CharTokenizer(SplitTokenizer):
 
     def id_to_token(self, i: int) -> str:
         if self.codepoints:
-            if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < 0x110000:
+            if not is_id(i, 0x110000):
                 raise TokenizerError(f"id {i!r} is not a Unicode code point")
             return chr(i)
         return super().id_to_token(i)

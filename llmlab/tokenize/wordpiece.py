@@ -41,7 +41,7 @@ import regex
 
 from llmlab.errors import LlmlabError, TokenizerError
 from llmlab.fileio import atomic_write_text, read_text
-from llmlab.tokenize.base import PieceCache, Tokenizer, id_list
+from llmlab.tokenize.base import PieceCache, Tokenizer, id_list, is_id
 
 PREFIX = "##"  # marks a piece that continues a word
 
@@ -188,7 +188,7 @@ class WordPieceTokenizer(Tokenizer):
         return len(self.vocab)
 
     def id_to_token(self, i: int) -> str:
-        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not 0 <= i < len(self.vocab):
+        if not is_id(i, len(self.vocab)):
             raise TokenizerError(f"id {i!r} is outside the vocabulary (0..{len(self.vocab) - 1})")
         return self.vocab[i]
 
