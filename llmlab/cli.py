@@ -364,8 +364,7 @@ def cmd_chat(args) -> int:
             if cites is not None:
                 doc |= {"citations": cites[0], "citations_attributed": cites[2],
                         "unsupported_quotes": unsupported_quotes(c.text, [src.text for src in sources]),
-                        "sources": [{k: src.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
-                                    for src in sources]}
+                        "sources": [src.to_dict() for src in sources]}
             print(json.dumps(doc, ensure_ascii=False))
             sys.stdout.flush()
             continue
@@ -508,19 +507,7 @@ def cmd_classify(args) -> int:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
     if args.format == "json":
-        doc = {"method": result.method, "labels": result.labels, "out": args.out,
-               "empty_texts": result.details.get("empty_texts", 0), "cut_texts": result.details.get("cut_texts", 0),
-               "true_labels_not_predictable": result.details.get("true_labels_not_predictable", []),
-               "training": {k: result.details[k] for k in ("train_rows", "features", "C", "cv_folds", "cv_accuracy")
-                            if k in result.details} or None,
-               "predictions": [{"row": i, "predicted_label": p or None, "confidence": round(c, 4) if p else None}
-                               | ({"true_label": truth[i] or None} if truth is not None else {})
-                               for i, (p, c) in enumerate(zip(result.predicted, result.confidence))]}
-        if result.metrics:
-            m = result.metrics
-            doc["metrics"] = {"accuracy": m.accuracy, "macro_f1": m.macro_f1, "per_class": m.per_class,
-                              "confusion": m.confusion}
-        print(json.dumps(doc, ensure_ascii=False))
+        print(json.dumps(result.to_dict() | {"out": args.out}, ensure_ascii=False))
         return 0
     counts = {n: result.predicted.count(n) for n in result.labels}
     empty = result.details.get("empty_texts", 0)
@@ -647,11 +634,7 @@ def cmd_topics(args) -> int:
         atomic_write_text(out / "report.md", report)
     n = result.with_content
     if args.format == "json":
-        doc = {"texts": len(texts), "empty_texts": len(result.empty_rows), "outliers": result.outliers,
-               "outlier_share": result.outliers / n,
-               "topics": [t.__dict__ for t in result.topics],
-               "details": result.details, "out": str(out) if out else None}
-        print(json.dumps(doc, ensure_ascii=False))
+        print(json.dumps(result.to_dict() | {"out": str(out) if out else None}, ensure_ascii=False))
         return 0
     k = len(result.empty_rows)
     empty = f" ({k} empty text{'s' * (k != 1)} left out)" if k else ""
@@ -691,7 +674,7 @@ def cmd_index(args) -> int:
         index.clear()
     report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
     if args.format == "json":
-        print(json.dumps(report.__dict__ | {"unreadable": skipped}, ensure_ascii=False))
+        print(json.dumps(report.to_dict() | {"unreadable": skipped}, ensure_ascii=False))
     else:
         removed = f", {report.removed} removed (no longer there)" if report.removed else ""
         print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, "
@@ -720,7 +703,7 @@ def cmd_search(args) -> int:
         hits = index.search(query, k=args.k, mode=args.mode)
         if args.format == "json":
             print(json.dumps({"query": query, "mode": args.mode, "score": SCORE_KINDS[args.mode],
-                              "results": [h.__dict__ for h in hits]}, ensure_ascii=False))
+                              "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
             continue
         print(f"query: {query}   [{args.mode}; score: {SCORE_KINDS[args.mode]}]")
         for rank, h in enumerate(hits, start=1):
@@ -763,11 +746,7 @@ def cmd_ask(args) -> int:
             decoder=lambda: load_decoder(args.model, precision=args.precision),  # loaded only when needed
             on_text=show if args.format == "text" else None)
     if args.format == "json":
-        print(json.dumps({"question": a.question, "answer": a.answer, "found": a.found,
-                          "relevance": round(float(a.relevance), 4), "citations": a.citations,
-                          "citations_attributed": a.attributed, "unsupported_quotes": a.unquoted,
-                          "sources": [{k: s.__dict__[k] for k in ("n", "path", "chunk", "score", "text")}
-                                      for s in a.sources]}, ensure_ascii=False))
+        print(json.dumps(a.to_dict(), ensure_ascii=False))
         return 0
     if not a.found:
         from llmlab.apps.ask import RELEVANCE
@@ -800,10 +779,7 @@ def cmd_inspect(args) -> int:
     r = inspect(Path(args.document), summary=summary, questions=questions, checklist=checklist, decoder=decoder,
                 sentences=args.sentences, progress=not args.quiet, encoding=args.encoding)
     if args.format == "json":
-        print(json.dumps({"document": r.source, "tokens": r.tokens, "summary": r.summary, "parts": r.parts,
-                          "central": r.central, "answers": [f.__dict__ for f in r.answers],
-                          "checklist": [f.__dict__ for f in r.checklist], "prompt_tokens": r.prompt_tokens},
-                         ensure_ascii=False))
+        print(json.dumps(r.to_dict(), ensure_ascii=False))
         return 0
     print(f"{r.source}: {r.tokens} tokens")
     if r.summary is not None:

@@ -42,9 +42,10 @@ import math
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from llmlab.apps.plain import plain, rounded
 from llmlab.errors import LlmlabError
 
 ATTRIBUTION = 0.5  # MiniLM cosine of an answer sentence to a passage for a matched citation
@@ -75,6 +76,10 @@ class Source:
     text: str  # as shown to the model
     trimmed: bool = False  # cut to fit the prompt
 
+    def to_dict(self) -> dict:
+        """The passage as plain JSON values."""
+        return plain(asdict(self))
+
 
 @dataclass
 class Answer:
@@ -89,6 +94,14 @@ class Answer:
     finish_reason: str | None = None  # "eos", "stop" or "length"; None without a model call
     attributed: bool = False  # True: the model cited nothing; `citations` were matched by similarity
     unquoted: list[str] = field(default_factory=list)  # words the answer puts in quotes that no source holds
+
+    def to_dict(self) -> dict:
+        """The answer as plain JSON values (what `llmlab ask --format json` prints)."""
+        return plain({"question": self.question, "answer": self.answer, "found": self.found,
+                      "relevance": rounded(self.relevance), "citations": self.citations,
+                      "citations_attributed": self.attributed, "invalid_citations": self.invalid,
+                      "unsupported_quotes": self.unquoted, "prompt_tokens": self.prompt_tokens,
+                      "finish_reason": self.finish_reason, "sources": [s.to_dict() for s in self.sources]})
 
 
 def ask(question: str, index, k: int = 3, mode: str = "hybrid", decoder=None, max_new_tokens: int = 160,

@@ -25,12 +25,13 @@ Tests: tests/apps/test_classify.py; figures vs the peer pipeline: bench/apps.py.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 
 from llmlab.apps.inputs import label_list, same_length, text_list
+from llmlab.apps.plain import plain, rounded
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes
 
@@ -55,6 +56,34 @@ class Classification:
     metrics: Metrics | None = None
     details: dict = field(default_factory=dict)  # e.g. the chosen regularisation strength
     probabilities: np.ndarray | None = field(default=None, repr=False)  # (N, labels), when the method has them
+    true_labels: list[str] | None = field(default=None, repr=False)  # as given ("" where unknown), when given
+
+    def to_dict(self, probabilities: bool = False) -> dict:
+        """The result as plain JSON values (what `llmlab classify --format json` prints): one
+        prediction per text, in input order, with its row number (from 0), its confidence and,
+        when true labels were given, the true label; the metrics when they were computed. With
+        ``probabilities``, each prediction also maps every label to its probability (methods
+        that have them). Empty texts have no label: None."""
+        d = self.details
+        predictions = []
+        for i, (p, c) in enumerate(zip(self.predicted, self.confidence)):
+            row = {"row": i, "predicted_label": p or None, "confidence": rounded(c) if p else None}
+            if self.true_labels is not None:
+                row["true_label"] = self.true_labels[i] or None
+            if probabilities and self.probabilities is not None and p:
+                row["probabilities"] = {n: rounded(x) for n, x in zip(self.labels, self.probabilities[i].tolist())}
+            predictions.append(row)
+        doc = {"method": self.method, "labels": self.labels,
+               "empty_texts": d.get("empty_texts", 0), "cut_texts": d.get("cut_texts") or d.get("truncated") or 0,
+               "unscored": d.get("unscored", 0),
+               "true_labels_not_predictable": d.get("true_labels_not_predictable", []),
+               "training": {k: d[k] for k in ("train_rows", "features", "C", "cv_folds", "cv_accuracy") if k in d}
+               or None,
+               "model": d.get("model"),
+               "predictions": predictions}
+        if self.metrics:
+            doc["metrics"] = asdict(self.metrics)
+        return plain(doc)
 
 
 def classify(
@@ -111,7 +140,9 @@ def classify(
         found = classify([texts[i] for i in keep], method, labels, train_texts, train_labels,
                          None if true_labels is None else [true_labels[i] for i in keep], encoder, decoder, question,
                          progress, model)
-        return _put_back(found, keep, len(texts))
+        result = _put_back(found, keep, len(texts))
+        result.true_labels = true_labels
+        return result
     if method == "finetuned":
         result = _finetuned(texts, model, progress)
     elif method == "ensemble":
@@ -146,6 +177,7 @@ def classify(
         foreign = sorted({true_labels[i] for i in scored} - set(result.labels))
         if foreign:  # "0"/"1" in the file, "negative"/"positive" given: every one of those rows is wrong
             result.details["true_labels_not_predictable"] = foreign
+        result.true_labels = true_labels
     return result
 
 

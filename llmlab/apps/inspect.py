@@ -38,7 +38,7 @@ Tests: tests/apps/test_inspect.py; ROUGE-L on DialogSum: bench/inspect.py.
 
 import numbers
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from tqdm import tqdm
 from llmlab.apps.ask import PROMPT_TOKENS, RELEVANCE, chat_template, cited, generate, grounded_message, load_chat_model
 from llmlab.apps.documents import SUFFIXES, read_document
 from llmlab.apps.inputs import text_list
+from llmlab.apps.plain import plain
 from llmlab.errors import LlmlabError
 
 NOT_FOUND = "not found in the document"
@@ -87,6 +88,13 @@ class Inspection:
     answers: list[Finding] = field(default_factory=list)
     checklist: list[Finding] = field(default_factory=list)
     prompt_tokens: list[int] = field(default_factory=list)  # prompt size of every model call, in order
+
+    def to_dict(self) -> dict:
+        """The result as plain JSON values (what `llmlab inspect --format json` prints); the
+        document's text is left out."""
+        return plain({"document": self.source, "tokens": self.tokens, "summary": self.summary, "parts": self.parts,
+                      "central": self.central, "answers": [asdict(f) for f in self.answers],
+                      "checklist": [asdict(f) for f in self.checklist], "prompt_tokens": self.prompt_tokens})
 
 
 def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checklist=(), decoder=None,

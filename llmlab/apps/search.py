@@ -32,12 +32,13 @@ import sqlite3
 import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from llmlab.apps.plain import plain
 from llmlab.errors import LlmlabError
 
 INDEX_FILE = "index.sqlite"
@@ -76,6 +77,10 @@ class Hit:
     score: float
     text: str
 
+    def to_dict(self) -> dict:
+        """The hit as plain JSON values."""
+        return plain(asdict(self))
+
 
 @dataclass
 class IndexReport:
@@ -85,6 +90,10 @@ class IndexReport:
     removed: int  # files no longer there (deleted, renamed, now unreadable) taken out of the index
     new_chunks: int  # chunks written now
     total_chunks: int  # chunks in the index
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON values."""
+        return plain(asdict(self))
 
 
 DEFAULT_CHUNK_TOKENS, DEFAULT_OVERLAP = 200, 40

@@ -51,12 +51,13 @@ Tests: tests/apps/test_topics.py; figures against BERTopic's defaults: bench/top
 
 import io
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from llmlab.apps.inputs import text_list
+from llmlab.apps.plain import plain
 from llmlab.apps.search import CJK
 from llmlab.errors import LlmlabError
 
@@ -103,6 +104,18 @@ class Topics:
     def with_content(self) -> int:
         """How many texts were not empty (the base of every share)."""
         return len(self.assignments) - len(self.empty_rows)
+
+    def to_dict(self, embeddings: bool = False) -> dict:
+        """The result as plain JSON values (what `llmlab topics --format json` prints): the topics,
+        largest first, and every text's topic id in input order (-1: an outlier or an empty text).
+        With ``embeddings``, the sentence vectors too (384 numbers per text)."""
+        doc = {"texts": len(self.assignments), "empty_texts": len(self.empty_rows), "outliers": self.outliers,
+               "outlier_share": self.outliers / max(self.with_content, 1),
+               "topics": [asdict(t) for t in self.topics], "assignments": self.assignments,
+               "empty_rows": self.empty_rows, "details": self.details}
+        if embeddings:
+            doc["embeddings"] = self.embeddings
+        return plain(doc)
 
 
 def topics(

@@ -124,11 +124,13 @@ def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys)
                  "--max-new-tokens", "24", "--format", "json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc) == {"question", "answer", "found", "relevance", "citations", "citations_attributed",
-                        "unsupported_quotes", "sources"} and doc["answer"]
+                        "invalid_citations", "unsupported_quotes", "prompt_tokens", "finish_reason",
+                        "sources"} and doc["answer"]
+    assert doc["prompt_tokens"] > 0 and doc["finish_reason"] in ("eos", "stop", "length")
     assert doc["unsupported_quotes"] == unsupported_quotes(doc["answer"], [s["text"] for s in doc["sources"]])
     assert doc["found"] is True and doc["relevance"] >= RELEVANCE
     assert [s["n"] for s in doc["sources"]] == [1, 2] and set(doc["sources"][0]) == {"n", "path", "chunk", "score",
-                                                                                        "text"}
+                                                                                        "text", "trimmed"}
     assert doc["sources"][0]["path"].endswith("bread.md") and all(n in (1, 2) for n in doc["citations"])
 
     assert main(["ask", "What is the capital of Peru?", "--index", str(index.directory), "--format", "json"]) == 0

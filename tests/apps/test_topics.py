@@ -272,6 +272,7 @@ def test_cli_writes_all_files(data, tmp_path, capsys):
     assert list(rows[0]) == ["id", "ticket", "topic", "topic_name"]
     assert [r["ticket"] for r in rows] == texts
     names = {t["id"]: t["name"] for t in doc["topics"]}
+    assert doc["assignments"] == [int(r["topic"]) for r in rows] and doc["empty_rows"] == []
     for r in rows:
         assert r["topic_name"] == ("outlier" if r["topic"] == "-1" else names[int(r["topic"])])
     assert [r["topic"] for r in rows[-len(OFF_TOPIC):]] == ["-1"] * len(OFF_TOPIC)
@@ -324,3 +325,21 @@ def test_cli_min_topic_size_below_two(tmp_path, capsys):
     write_tickets(src, [f"ticket {i}" for i in range(30)])
     assert main(["topics", str(src), "--text-column", "ticket", "--min-topic-size", "1", "--quiet"]) == 2
     assert "at least 2" in capsys.readouterr().err
+
+
+def test_to_dict_is_plain_json(data, result):
+    """What the server will send: json.dumps takes it as it is; rows in input order, empty ones marked."""
+    import json
+
+    texts, _, x = data
+    found = topics(["", *texts], embeddings=np.concatenate([np.zeros((1, x.shape[1]), x.dtype), x]), seed=0)
+    doc = json.loads(json.dumps(found.to_dict(), allow_nan=False))
+    assert doc["texts"] == len(texts) + 1 and doc["empty_texts"] == 1 and doc["empty_rows"] == [0]
+    assert doc["assignments"] == [-1, *result.assignments] and doc["outliers"] == result.outliers
+    assert doc["outlier_share"] == pytest.approx(result.outliers / len(texts))
+    assert [t["keywords"] for t in doc["topics"]] == [t.keywords for t in result.topics]
+    assert [t["representative_rows"] for t in doc["topics"]] == [[r + 1 for r in t.representative_rows]
+                                                                  for t in result.topics]
+    assert doc["details"]["seed"] == 0 and "embeddings" not in doc
+    vectors = found.to_dict(embeddings=True)["embeddings"]
+    assert len(vectors) == len(texts) + 1 and vectors[1] == pytest.approx(x[0].tolist())
