@@ -18,6 +18,17 @@ from pathlib import Path
 from llmlab import __version__
 from llmlab.errors import EncodingError, LlmlabError
 from llmlab.fileio import check_encoding, decode_text, decode_utf8, output_folder, output_path, read_bytes
+from llmlab.plain import plain
+
+
+def _json(doc, default=None) -> str:
+    """``doc`` as one line of JSON: numpy numbers as numbers, NaN and infinities as null (never
+    the invalid NaN token), text unescaped."""
+    return json.dumps(plain(doc, default), ensure_ascii=False, allow_nan=False)
+
+
+def _print_json(doc, default=None) -> None:
+    print(_json(doc, default))
 
 
 # --- argument types: checked while parsing, before any work ---------------------------
@@ -158,7 +169,7 @@ def cmd_tokenize(args) -> int:
             doc = {"text": text, "tokenizers": [
                 {k: r[k] for k in ("tokenizer", "kind", "ids", "tokens", "unknown")} | {"count": len(r["ids"])}
                 for r in rows]}
-            print(json.dumps(doc, ensure_ascii=False))
+            _print_json(doc)
             return 0
         width = max(len(r["tokenizer"]) for r in rows)
         print(f"{'tokenizer':<{width}}  {'kind':<10} {'tokens':>6} {'unk':>4}  pieces")
@@ -169,7 +180,7 @@ def cmd_tokenize(args) -> int:
     tok = load_tokenizer((args.tokenizer or ["smollm2"])[-1])
     r = _tokenize_one(tok, text, special)
     if args.format == "json":
-        print(json.dumps({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]}, ensure_ascii=False))
+        _print_json({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]})
         return 0
     unknown = f", {r['unknown']} unknown" if r["unknown"] else ""
     print(f"{r['tokenizer']} ({r['kind']}): {len(r['ids'])} tokens{unknown}")
@@ -194,7 +205,7 @@ def cmd_tokenizer_train(args) -> int:
     summary = {"path": str(path), "vocab_size": tok.vocab_size, "merges": len(tok.merges),
                "train_bytes": size, "seconds": round(seconds, 3)}
     if args.format == "json":
-        print(json.dumps(summary))
+        _print_json(summary)
     else:
         short = ""
         if tok.vocab_size < args.vocab_size:
@@ -209,7 +220,7 @@ def cmd_tokenizer_list(args) -> int:
     from llmlab.tokenize import NAMES
 
     if args.format == "json":
-        print(json.dumps(NAMES))
+        _print_json(NAMES)
     else:
         for name, what in NAMES.items():
             print(f"{name:<11} {what}")
@@ -238,8 +249,8 @@ def cmd_complete(args) -> int:
         for _ in s:
             pass
         c = s.completion
-        print(json.dumps({"model": bundle.tokenizer.name, "prompt_tokens": c.prompt_tokens, "ids": c.ids,
-                          "text": c.text, "finish_reason": c.finish_reason}, ensure_ascii=False))
+        _print_json({"model": bundle.tokenizer.name, "prompt_tokens": c.prompt_tokens, "ids": c.ids,
+                     "text": c.text, "finish_reason": c.finish_reason})
         return 0
     for piece in s:
         sys.stdout.write(piece)
@@ -260,8 +271,7 @@ def cmd_chat(args) -> int:
         from llmlab.apps.presets import presets
 
         if args.format == "json":
-            print(json.dumps([{"name": name, "prompt": prompt} for name, prompt in presets().items()],
-                             ensure_ascii=False))
+            _print_json([{"name": name, "prompt": prompt} for name, prompt in presets().items()])
             return 0
         for name, prompt in presets().items():
             print(f"{name:<12} {prompt}")
@@ -335,13 +345,13 @@ def cmd_chat(args) -> int:
             query = search_query(line, query)
             sources, relevance = retrieve(index, query)
             if relevance < RELEVANCE:
-                print(json.dumps({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
+                print(_json({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue
         try:
             turn = session.send(source_message(line, sources, tok, template) if index is not None else line)
         except LlmlabError as e:  # a message too long for the context window: this one is not sent, the chat goes on
             unanswered += 1
-            print(json.dumps({"user": line, "error": str(e)}, ensure_ascii=False) if as_json else
+            print(_json({"user": line, "error": str(e)}) if as_json else
                   f"[{e}; not sent]", file=sys.stdout if as_json else sys.stderr)
             continue
         if turn.dropped:
@@ -365,7 +375,7 @@ def cmd_chat(args) -> int:
                 doc |= {"citations": cites[0], "citations_attributed": cites[2],
                         "unsupported_quotes": unsupported_quotes(c.text, [src.text for src in sources]),
                         "sources": [src.to_dict() for src in sources]}
-            print(json.dumps(doc, ensure_ascii=False))
+            _print_json(doc)
             sys.stdout.flush()
             continue
         sys.stdout.write("\n")
@@ -420,7 +430,7 @@ def cmd_similarity(args) -> int:
     v = v / v.norm(dim=-1, keepdim=True).clamp(min=1e-12)
     sim = (v @ v.T).tolist()
     if args.format == "json":
-        print(json.dumps({"model": args.model, "texts": args.texts, "cosine": sim}, ensure_ascii=False))
+        _print_json({"model": args.model, "texts": args.texts, "cosine": sim})
         return 0
     labels = [t if len(t) <= 40 else t[:37] + "..." for t in args.texts]
     width = max(len(lab) for lab in labels)
@@ -507,7 +517,7 @@ def cmd_classify(args) -> int:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
     if args.format == "json":
-        print(json.dumps(result.to_dict() | {"out": args.out}, ensure_ascii=False))
+        _print_json(result.to_dict() | {"out": args.out})
         return 0
     counts = {n: result.predicted.count(n) for n in result.labels}
     empty = result.details.get("empty_texts", 0)
@@ -553,7 +563,7 @@ def cmd_finetune_sft(args) -> int:
            "train_loss": h.train_loss[-1][1] if h.train_loss else None,
            "val_loss": [[s, round(v, 4)] for s, v in h.val_loss]}
     if args.format == "json":
-        print(json.dumps(doc))
+        _print_json(doc)
         return 0
     val = " -> ".join(f"{v:.4f}" for _, v in h.val_loss) or "no validation set"
     print(f"{r.kind} fine-tune: {h.steps} steps, {h.tokens:,} answer tokens in {h.seconds:.0f} s; "
@@ -598,7 +608,7 @@ def cmd_finetune_classify(args) -> int:
            "seconds": round(h.seconds, 2), "truncated": h.truncated,
            "final_loss": h.loss[-1][1] if h.loss else None}
     if args.format == "json":
-        print(json.dumps(doc, ensure_ascii=False))
+        _print_json(doc)
         return 0
     print(f"{clf.kind} classifier on {args.model} ({'frozen body' if args.freeze else 'end to end'}): "
           f"{len(texts)} texts, {len(names)} labels, {h.steps} steps in {h.seconds:.0f} s; "
@@ -634,7 +644,7 @@ def cmd_topics(args) -> int:
         atomic_write_text(out / "report.md", report)
     n = result.with_content
     if args.format == "json":
-        print(json.dumps(result.to_dict() | {"out": str(out) if out else None}, ensure_ascii=False))
+        _print_json(result.to_dict() | {"out": str(out) if out else None})
         return 0
     k = len(result.empty_rows)
     empty = f" ({k} empty text{'s' * (k != 1)} left out)" if k else ""
@@ -674,7 +684,7 @@ def cmd_index(args) -> int:
         index.clear()
     report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
     if args.format == "json":
-        print(json.dumps(report.to_dict() | {"unreadable": skipped}, ensure_ascii=False))
+        _print_json(report.to_dict() | {"unreadable": skipped})
     else:
         removed = f", {report.removed} removed (no longer there)" if report.removed else ""
         print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, "
@@ -702,8 +712,8 @@ def cmd_search(args) -> int:
     for query in queries:
         hits = index.search(query, k=args.k, mode=args.mode)
         if args.format == "json":
-            print(json.dumps({"query": query, "mode": args.mode, "score": SCORE_KINDS[args.mode],
-                              "results": [h.to_dict() for h in hits]}, ensure_ascii=False))
+            _print_json({"query": query, "mode": args.mode, "score": SCORE_KINDS[args.mode],
+                         "results": [h.to_dict() for h in hits]})
             continue
         print(f"query: {query}   [{args.mode}; score: {SCORE_KINDS[args.mode]}]")
         for rank, h in enumerate(hits, start=1):
@@ -746,7 +756,7 @@ def cmd_ask(args) -> int:
             decoder=lambda: load_decoder(args.model, precision=args.precision),  # loaded only when needed
             on_text=show if args.format == "text" else None)
     if args.format == "json":
-        print(json.dumps(a.to_dict(), ensure_ascii=False))
+        _print_json(a.to_dict())
         return 0
     if not a.found:
         from llmlab.apps.ask import RELEVANCE
@@ -779,7 +789,7 @@ def cmd_inspect(args) -> int:
     r = inspect(Path(args.document), summary=summary, questions=questions, checklist=checklist, decoder=decoder,
                 sentences=args.sentences, progress=not args.quiet, encoding=args.encoding)
     if args.format == "json":
-        print(json.dumps(r.to_dict(), ensure_ascii=False))
+        _print_json(r.to_dict())
         return 0
     print(f"{r.source}: {r.tokens} tokens")
     if r.summary is not None:
@@ -818,7 +828,7 @@ def cmd_word2vec_train(args) -> int:
     model.save(args.out, files)
     s = model.stats
     if args.format == "json":
-        print(json.dumps({"out": str(args.out)} | s))
+        _print_json({"out": str(args.out)} | s)
         return 0
     print(f"trained {'skip-gram' if cfg.sg else 'CBOW'}: {s['vocab_size']:,} words x {cfg.dim} dims from "
           f"{s['corpus_words']:,} words, {cfg.epochs} epochs ({s['effective_words']:,} words after min_count and "
@@ -830,7 +840,7 @@ def cmd_word2vec_train(args) -> int:
 
 def _print_ranked(pairs, fmt: str) -> None:
     if fmt == "json":
-        print(json.dumps([{"word": w, "score": round(s, 6)} for w, s in pairs], ensure_ascii=False))
+        _print_json([{"word": w, "score": round(s, 6)} for w, s in pairs])
     else:
         for w, s in pairs:
             print(f"{s:7.3f}  {w}")
@@ -866,7 +876,7 @@ def cmd_word2vec_eval(args) -> int:
         info = load_info(args.vectors) if Path(args.vectors).is_dir() else {}
         atomic_write_text(args.report / "report.md", primer_report(kv, info, results))
     if args.format == "json":
-        print(json.dumps(results))
+        _print_json(results)
         return 0
     n = len(kv.words)  # below --restrict-vocab, every word the vectors have is searched
     why = (f"a word outside the {args.restrict_vocab:,} most frequent words" if n > args.restrict_vocab
@@ -880,8 +890,9 @@ def cmd_word2vec_eval(args) -> int:
     for key in ("wordsim353", "simlex999"):
         r = results[key]
         few = " (too few pairs for the figure to mean much)" if r["pairs"] < 30 else ""
-        print(f"{key}: Spearman {r['spearman']:.3f} on {r['pairs']} pairs ({r['oov_pairs']} skipped: unknown words)"
-              f"{few}")
+        rho = (f"{r['spearman']:.3f}" if math.isfinite(r["spearman"])
+               else "n/a (the scores or similarities are all equal)")
+        print(f"{key}: Spearman {rho} on {r['pairs']} pairs ({r['oov_pairs']} skipped: unknown words){few}")
     if args.report:
         print(f"wrote {args.report / 'report.md'}")
     return 0
@@ -894,7 +905,7 @@ def cmd_data_prepare(args) -> int:
     meta = prepare(args.files, args.tokenizer, args.out, args.val_fraction, progress=sys.stderr.isatty(),
                    errors=args.errors)
     if args.format == "json":
-        print(json.dumps(meta))
+        _print_json(meta)
         return 0
     print(f"wrote {args.out}: {meta['train_tokens']:,} train + {meta['val_tokens']:,} validation tokens "
           f"({meta['dtype']}, vocabulary {meta['vocab_size']:,}, tokenizer {meta['tokenizer']})")
@@ -952,7 +963,7 @@ def cmd_train(args) -> int:
                           "lower --min-lr or raise --lr")
     summary = train(cfg)
     if args.format == "json":
-        print(json.dumps(summary))
+        _print_json(summary)
         return 0
     val = f", validation loss {summary['val_loss']:.4f}" if summary["val_loss"] is not None else ""
     if summary.get("val_accuracy") is not None:
@@ -1008,8 +1019,7 @@ def cmd_experiment(args) -> int:
 
     if args.list:
         if args.format == "json":
-            print(json.dumps([{"name": name, "claim": e.claim} for name, e in available().items()],
-                             ensure_ascii=False))
+            _print_json([{"name": name, "claim": e.claim} for name, e in available().items()])
             return 0
         for name, e in available().items():
             print(f"{name:<22} {e.claim}")
@@ -1021,10 +1031,9 @@ def cmd_experiment(args) -> int:
     report = run_experiment(args.name, out, quick=args.quick, seed=args.seed)
     seconds = time.perf_counter() - start
     if args.format == "json":
-        print(json.dumps({"name": report.name, "claim": report.claim, "quick": args.quick, "seed": args.seed,
-                          "headline": report.headline, "checks": report.checks, "report": str(out / "report.md"),
-                          "figures": [str(out / f) for f in report.figures], "seconds": round(seconds, 1)},
-                         ensure_ascii=False, default=str))
+        _print_json({"name": report.name, "claim": report.claim, "quick": args.quick, "seed": args.seed,
+                     "headline": report.headline, "checks": report.checks, "report": str(out / "report.md"),
+                     "figures": [str(out / f) for f in report.figures], "seconds": round(seconds, 1)}, default=str)
         return 0
     print(f"{report.name}: {report.claim}")
     width = max(map(len, report.headline), default=0)

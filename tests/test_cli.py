@@ -363,6 +363,25 @@ def test_word2vec_eval_says_why_questions_were_skipped(capsys, tmp_path):
     assert code == 0 and "of 1 questions (1 skipped: a word outside the 4 most frequent words)" in out
 
 
+
+def test_json_output_has_no_nan(capsys, tmp_path):
+    """Human scores all equal: Spearman is undefined (NaN), which JSON cannot hold; it is printed as null."""
+    (tmp_path / "v.txt").write_text("3 2\nking 1 0\nqueen 0 1\nman 1 0.1\n", encoding="utf-8")
+    (tmp_path / "questions-words.txt").write_text(": family\nman king man king\n", encoding="utf-8")
+    for name in ("wordsim353.tsv", "simlex999.txt"):
+        (tmp_path / name).write_text("king\tqueen\t5\nman\tqueen\t5\nking\tman\t5\n", encoding="utf-8")
+    code, out, _ = run(capsys, "word2vec", "eval", "--vectors", str(tmp_path / "v.txt"), "--data", str(tmp_path),
+                       "--format", "json")
+
+    def refuse(constant):
+        raise AssertionError(f"invalid JSON number {constant}")
+
+    doc = json.loads(out, parse_constant=refuse)
+    assert code == 0 and doc["wordsim353"]["spearman"] is None and doc["wordsim353"]["pairs"] == 3
+    code, out, _ = run(capsys, "word2vec", "eval", "--vectors", str(tmp_path / "v.txt"), "--data", str(tmp_path))
+    assert code == 0 and "wordsim353: Spearman n/a (the scores or similarities are all equal) on 3 pairs" in out
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
 def test_file_options_read_pipes_and_say_how_to_read_stdin(capsys, tmp_path):
     """`-f <(command)` is a pipe, not a regular file: it is read. "-" where a file is needed says /dev/stdin."""

@@ -45,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from llmlab.apps.plain import plain, rounded
 from llmlab.errors import LlmlabError
+from llmlab.plain import plain, rounded
 
 ATTRIBUTION = 0.5  # MiniLM cosine of an answer sentence to a passage for a matched citation
 RELEVANCE = 0.30  # MiniLM cosine of the best passage below which nothing counts as found

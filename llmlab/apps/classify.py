@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from llmlab.apps.inputs import label_list, same_length, text_list
-from llmlab.apps.plain import plain, rounded
 from llmlab.errors import LlmlabError
 from llmlab.fileio import atomic_write_bytes
+from llmlab.plain import plain, rounded
 
 METHODS = ("hybrid", "embeddings", "bow", "zero-shot", "generative", "finetuned", "ensemble")
 SUPERVISED = ("hybrid", "embeddings", "bow")

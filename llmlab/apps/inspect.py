@@ -47,8 +47,8 @@ from tqdm import tqdm
 from llmlab.apps.ask import PROMPT_TOKENS, RELEVANCE, chat_template, cited, generate, grounded_message, load_chat_model
 from llmlab.apps.documents import SUFFIXES, read_document
 from llmlab.apps.inputs import text_list
-from llmlab.apps.plain import plain
 from llmlab.errors import LlmlabError
+from llmlab.plain import plain
 
 NOT_FOUND = "not found in the document"
 QUESTION_INSTRUCTION = "Using only these passages, answer in one sentence and cite the passage number like [1]."

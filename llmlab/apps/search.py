@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from llmlab.apps.plain import plain
 from llmlab.errors import LlmlabError
+from llmlab.plain import plain
 
 INDEX_FILE = "index.sqlite"
 MODES = ("hybrid", "dense", "bm25")

@@ -57,9 +57,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from llmlab.apps.inputs import text_list
-from llmlab.apps.plain import plain
 from llmlab.apps.search import CJK
 from llmlab.errors import LlmlabError
+from llmlab.plain import plain
 
 N_COMPONENTS = 5  # UMAP dimensions the clustering sees
 N_NEIGHBORS = 15  # UMAP's default neighbourhood

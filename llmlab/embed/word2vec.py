@@ -570,7 +570,15 @@ def evaluate_analogies(kv: KeyedVectors, path: str | Path, restrict_vocab: int |
 
 def spearman(x, y) -> float:
     """Spearman's rank correlation: Pearson's r of the ranks (ties share their mean rank)."""
-    return float(np.corrcoef(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float)))[0, 1])
+    return pearson(_ranks(np.asarray(x, float)), _ranks(np.asarray(y, float)))
+
+
+def pearson(x, y) -> float:
+    """Pearson's r; NaN when either side is constant (no correlation is defined)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(x, y)[0, 1])
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -608,7 +616,7 @@ def evaluate_pairs(kv: KeyedVectors, path: str | Path, restrict_vocab: int | Non
         model.append(float(kv.unit[ok[a]] @ kv.unit[ok[b]]))
     if len(gold) < 2:
         raise LlmlabError(f"{path}: fewer than two pairs with both words in the vocabulary ({oov} unknown)")
-    return {"file": str(path), "spearman": spearman(gold, model), "pearson": float(np.corrcoef(gold, model)[0, 1]),
+    return {"file": str(path), "spearman": spearman(gold, model), "pearson": pearson(gold, model),
             "pairs": len(gold), "oov_pairs": oov, "oov_ratio": oov / (len(gold) + oov)}
 
 
@@ -653,7 +661,8 @@ def primer_report(kv: KeyedVectors, info: dict, results: dict, topn: int = 8) ->
                      f"{r['total']:,} questions | {r['skipped_oov']:,} |")
     for key, label in [("wordsim353", "WordSim-353 Spearman"), ("simlex999", "SimLex-999 Spearman")]:
         r = results[key]
-        lines.append(f"| {label} | {r['spearman']:.3f} | {r['pairs']} pairs | {r['oov_pairs']} |")
+        rho = f"{r['spearman']:.3f}" if np.isfinite(r["spearman"]) else "n/a (all equal)"
+        lines.append(f"| {label} | {rho} | {r['pairs']} pairs | {r['oov_pairs']} |")
     lines += ["", "Analogy accuracy per section (3CosAdd): "
               + ", ".join(f"{s['section']} {100 * s['accuracy']:.0f}% of {s['total']}"
                           for s in results["analogies"]["sections"]) + ".", ""]

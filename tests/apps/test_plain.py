@@ -9,8 +9,8 @@ import torch
 
 from llmlab.apps.ask import Answer, Source
 from llmlab.apps.classify import classify
-from llmlab.apps.plain import plain, rounded
 from llmlab.apps.search import Hit
+from llmlab.plain import plain, rounded
 
 
 def test_plain_values():

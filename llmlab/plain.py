@@ -12,8 +12,9 @@ from numbers import Integral, Real
 from pathlib import PurePath
 
 
-def plain(value):
-    """``value`` with every number, list and mapping in it as plain JSON values."""
+def plain(value, default=None):
+    """``value`` with every number, list and mapping in it as plain JSON values; anything else is
+    ``default(thing)`` when ``default`` is given, else a TypeError."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, Integral):
@@ -22,13 +23,15 @@ def plain(value):
         value = float(value)
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v, default) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
+        return [plain(v, default) for v in value]
     if isinstance(value, PurePath):
         return str(value)
     if hasattr(value, "tolist"):  # numpy arrays and scalars (np.bool_ too), torch tensors
-        return plain(value.tolist())
+        return plain(value.tolist(), default)
+    if default is not None:
+        return plain(default(value))
     raise TypeError(f"no plain JSON form for {type(value).__name__}")
 
 
