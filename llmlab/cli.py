@@ -670,19 +670,29 @@ def cmd_index(args) -> int:
         check_chunking(args.chunk_tokens, args.overlap or 0)
     skipped: list[str] = []
     folders = [p for p in args.paths if Path(p).is_dir()]
-    index = Index(args.index) if (Path(args.index) / INDEX_FILE).is_file() else None  # nothing made before reading
+    target = Path(args.index) / INDEX_FILE
+    index = None  # nothing is made before the files are read; --rebuild never opens the old index
+    if not args.rebuild and target.is_file() and target.stat().st_size > 0:  # (0 bytes: a first run that failed)
+        index = Index(args.index)
     # a folder emptied since it was indexed is not an error: its files leave the index
     emptied = bool(folders) and index is not None and index.chunking() is not None
     documents = read_documents(args.paths, skipped, args.encoding, allow_none=emptied)
-    index = index or Index(args.index, create=True)
     for reason in skipped:
         print(f"llmlab: skipped {reason}", file=sys.stderr)
     if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
         print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
               "UTF-8 files are still read as UTF-8", file=sys.stderr)
-    if args.rebuild:
-        index.clear()
+    if args.rebuild:  # built beside the old index, which stays whole until the new one replaces it
+        fresh = target.with_name(INDEX_FILE + ".new")
+        for leftover in (fresh, fresh.with_name(fresh.name + "-journal")):  # of a rebuild that was interrupted
+            leftover.unlink(missing_ok=True)
+        index = Index(args.index, create=True, file=fresh.name)
+    index = index or Index(args.index, create=True)
     report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
+    if args.rebuild:
+        index.close()
+        target.with_name(INDEX_FILE + "-journal").unlink(missing_ok=True)  # the old file's: not the new one's
+        os.replace(fresh, target)
     if args.format == "json":
         _print_json(report.to_dict() | {"unreadable": skipped})
     else:
@@ -1269,7 +1279,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tokens shared by consecutive chunks, fewer than --chunk-tokens (default: the index's own; "
                          "40 for a new one)")
     ix.add_argument("--rebuild", action="store_true",
-                    help="empty the index first (e.g. to change --chunk-tokens), then index PATHs")
+                    help="build the index anew from PATHs (to change --chunk-tokens, or after damage); the old one "
+                         "stays searchable until the new one is complete")
     encoding_option(ix, "the .txt / .md / .html files (PDF and Word files carry their own)")
     ix.add_argument("--quiet", action="store_true", help="no progress bar")
     ix.add_argument("--format", choices=["text", "json"], default="text")

@@ -42,6 +42,7 @@ from llmlab.errors import LlmlabError
 from llmlab.plain import plain
 
 INDEX_FILE = "index.sqlite"
+BUSY_SECONDS = 30  # how long a write or read waits for another process's write to finish
 MODES = ("hybrid", "dense", "bm25")
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -164,11 +165,27 @@ def check_documents(documents: Iterable[tuple[str | Path, str]]) -> list[tuple[s
         items = list(documents)
     except TypeError:
         raise LlmlabError(f"documents must be (path, text) pairs, not {type(documents).__name__}") from None
+    out: dict[str, str] = {}
     for i, item in enumerate(items):
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], (str, Path))
                 and isinstance(item[1], str)):
             raise LlmlabError(f"document {i}: expected a (path, text) pair of str, not {reprlib.repr(item)}")
-    return [(str(path), text) for path, text in items]
+        path, text = str(item[0]), item[1]
+        if not _utf8(path):
+            raise LlmlabError(f"document {i}: the name {path!r} is not valid UTF-8 (rename the file)")
+        if out.get(path, text) != text:
+            raise LlmlabError(f"document {i}: {path!r} is given twice, with different texts")
+        out[path] = text  # the same file twice (a folder and a file in it): once
+    return list(out.items())
+
+
+def _utf8(name: str) -> bool:
+    """Whether ``name`` can be stored as text (a file name of bytes that are not UTF-8 holds surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Index:
@@ -178,49 +195,97 @@ class Index:
     added or removed by this object, another one or another process (`llmlab index`) are seen
     by every mode, however long this object has been open."""
 
-    def __init__(self, directory: str | Path, create: bool = False):
+    def __init__(self, directory: str | Path, create: bool = False, file: str = INDEX_FILE):
         self.directory = Path(directory)
-        path = self.path = self.directory / INDEX_FILE
+        path = self.path = self.directory / file
         missing = f"{self.directory}: no index here (build one with `llmlab index PATH... --index DIR`)"
         if not path.is_file() and not create:
             raise LlmlabError(missing)
         self.directory.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(path)
+            self.db = sqlite3.connect(path, timeout=BUSY_SECONDS)
             tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not create and not {"meta", "docs"} <= tables:
+            if tables and not {"meta", "docs"} <= tables:
                 self.db.close()
-                raise LlmlabError(missing if not tables else f"{path}: not an index (an SQLite file of other tables)")
-            self.db.executescript(SCHEMA)
-            self.db.execute(FTS_TABLE)
-            row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:  # a new index, or one written before versions were recorded
-                old = self.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] > 0
-                with self.db:
-                    self.db.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)",
-                                    ("1" if old else SCHEMA_VERSION,))
-            version = row[0] if row else ("1" if old else SCHEMA_VERSION)
-            if version in RETOKENIZED:  # the vectors stand; only the full-text table changes: rebuild it
-                with self.db:
-                    self.db.execute("DROP TABLE chunks_fts")
+                raise LlmlabError(f"{path}: not an index (an SQLite file of other tables)")
+            if not tables and not create:
+                self.db.close()
+                raise LlmlabError(missing)
+            version = self._version(tables)
+            if version is None:  # a new index (or a file a first run left without tables)
+                with self._writing():
+                    self.db.executescript(SCHEMA)
                     self.db.execute(FTS_TABLE)
-                    rows = self.db.execute("SELECT chunks.id, chunks.text, docs.path FROM chunks "
-                                           "JOIN docs ON docs.id = chunks.doc").fetchall()
-                    self.db.executemany("INSERT INTO chunks_fts (rowid, text, title) VALUES (?, ?, ?)",
-                                        ((i, bm25_text(t), bm25_text(title(p))) for i, t, p in rows))
-                    self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+                    with self.db:
+                        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?)",
+                                        (SCHEMA_VERSION,))
+                version = SCHEMA_VERSION
+            elif version in RETOKENIZED:  # the vectors stand; only the full-text table changes: rebuild it
+                with self._writing("it needs a one-time upgrade to this llmlab's format: run `llmlab index` on it "
+                                   "once where it can be written"):
+                    self._retokenize()
                 version = SCHEMA_VERSION
         except sqlite3.DatabaseError as e:
-            raise LlmlabError(f"{path}: not a readable index ({e})") from None
-        if version != SCHEMA_VERSION:
+            raise LlmlabError(f"{path}: not a readable index ({self._reason(e)})") from None
+        if version != SCHEMA_VERSION:  # checked before anything is written into it
             newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
-            raise LlmlabError(f"{path}: an index in a {'newer' if newer else 'older'} format (version {version}, "
+            raise LlmlabError(f"{path}: an index in {'a newer' if newer else 'an older'} format (version {version}, "
                               f"this llmlab reads {SCHEMA_VERSION}); "
                               + ("use the llmlab that built it, or " if newer else "")
-                              + "delete the folder and build it again with `llmlab index`")
+                              + "build it again with `llmlab index PATH... --index DIR --rebuild`")
         self._vectors = None  # ((data_version, total_changes) they were read at, chunk ids, unit vectors)
         self._encoder = None
         self._last_query = None
+
+    def _version(self, tables: set[str]) -> str | None:
+        """The index's format version; None for a new index (nothing in it yet)."""
+        if not tables:
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None:
+            return row[0]
+        has_docs = self.db.execute("SELECT 1 FROM docs LIMIT 1").fetchone() is not None
+        return "1" if has_docs else None  # written before versions were recorded, or never filled
+
+    def _retokenize(self) -> None:
+        with self.db:
+            self.db.execute("DROP TABLE IF EXISTS chunks_fts")
+            self.db.execute(FTS_TABLE)
+            rows = self.db.execute("SELECT chunks.id, chunks.text, docs.path FROM chunks "
+                                   "JOIN docs ON docs.id = chunks.doc").fetchall()
+            self.db.executemany("INSERT INTO chunks_fts (rowid, text, title) VALUES (?, ?, ?)",
+                                ((i, bm25_text(t), bm25_text(title(p))) for i, t, p in rows))
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _reason(self, e: sqlite3.DatabaseError) -> str:
+        """SQLite's error in the words a user acts on."""
+        text = str(e)
+        if "locked" in text or "busy" in text:
+            return f"it is busy: another llmlab is writing to it; try again when that is done ({text})"
+        return text
+
+    @contextmanager
+    def _writing(self, read_only: str = "searching it works; indexing needs a place that can be written"):
+        """SQLite's write failures as one clear error each; what was committed before stays."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            text = str(e)
+            if "readonly" in text or "read-only" in text:
+                raise LlmlabError(f"{self.path}: the index is read-only here; {read_only}") from None
+            if "full" in text:
+                raise LlmlabError(f"{self.path}: the disk is full; the files indexed before that are kept (the "
+                                  "index is whole): free some space and run `llmlab index` again") from None
+            if "locked" in text or "busy" in text:
+                raise LlmlabError(f"{self.path}: {self._reason(e)}") from None
+            raise LlmlabError(self._damaged(e)) from None
+
+    def _damaged(self, e: Exception) -> str:
+        return (f"{self.path}: the index is damaged ({type(e).__name__}: {e}); build it again with "
+                "`llmlab index PATH... --index DIR --rebuild`")
 
     def __repr__(self) -> str:
         try:
@@ -248,7 +313,7 @@ class Index:
 
     def clear(self) -> None:
         """Take every file out of the index (the chunking is chosen again at the next `add`)."""
-        with self.db:
+        with self._writing(), self.db:
             for table in ("chunks_fts", "chunks", "docs"):
                 self.db.execute(f"DELETE FROM {table}")
             self.db.execute("DELETE FROM meta WHERE key IN ('chunk_tokens', 'overlap')")
@@ -262,9 +327,14 @@ class Index:
         match the index's: its chunks are all cut one way. ``folders``: folders whose files are
         ``documents``, as read now; a file indexed before under one of them that is not among
         ``documents`` (deleted, renamed, no longer readable) is removed, so that search never cites it."""
+        documents = check_documents(documents)  # before anything is written
+        with self._writing():
+            return self._add(documents, chunk_tokens, overlap, progress, folders)
+
+    def _add(self, documents: list[tuple[str, str]], chunk_tokens: int | None, overlap: int | None, progress: bool,
+             folders) -> IndexReport:
         from llmlab.tokenize import load_tokenizer
 
-        documents = check_documents(documents)  # before anything is written
         built = self.chunking()
         chunk_tokens = chunk_tokens if chunk_tokens is not None else (built or (DEFAULT_CHUNK_TOKENS,))[0]
         overlap = overlap if overlap is not None else (built or (0, DEFAULT_OVERLAP))[1]
@@ -273,25 +343,28 @@ class Index:
             raise LlmlabError(
                 f"{self.directory}: this index cuts files into {built[0]}-token chunks overlapping by {built[1]}, "
                 f"not {chunk_tokens} / {overlap}; index into a new folder, or rebuild this one with --rebuild")
-        with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                [("chunk_tokens", str(chunk_tokens)), ("overlap", str(overlap))])
+        if built is None or self.db.execute("SELECT 1 FROM meta WHERE key = 'chunk_tokens'").fetchone() is None:
+            with self.db:  # (only when new: an index with nothing to change is not written, read-only ones too)
+                self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                                    [("chunk_tokens", str(chunk_tokens)), ("overlap", str(overlap))])
         removed = self._remove_missing(folders, {name for name, _ in documents}) if folders else 0
         tokenizer = load_tokenizer("smollm2")
         indexed = unchanged = written = 0
-        pending: list[tuple] = []  # (name, digest, old doc id, chunks): embedded together, ~256 chunks at a time
+        pending: list[tuple] = []  # (name, digest, chunks): embedded together, ~256 chunks at a time
 
         def flush():
             nonlocal indexed, written
             texts = [c for *_, chunks in pending for c in chunks]
             vectors = iter(self.encoder().encode(texts).numpy().astype(np.float32)) if texts else iter(())
-            for name, digest, old, chunks in pending:
+            for name, digest, chunks in pending:
                 name_words = bm25_text(title(name))
                 with self.db:  # one transaction per document
+                    # the file's entry as it is now, inside this transaction: another run may have replaced it
+                    old = self.db.execute("SELECT id FROM docs WHERE path = ?", (name,)).fetchone()
                     if old is not None:
-                        self._delete(old)
-                    doc = self.db.execute("INSERT OR REPLACE INTO docs (path, sha256) VALUES (?, ?)",
-                                          (name, digest)).lastrowid
+                        self._delete(old[0])
+                        self.db.execute("DELETE FROM docs WHERE id = ?", (old[0],))
+                    doc = self.db.execute("INSERT INTO docs (path, sha256) VALUES (?, ?)", (name, digest)).lastrowid
                     for n, chunk in enumerate(chunks):
                         cid = self.db.execute("INSERT INTO chunks (doc, n, text, vector) VALUES (?, ?, ?, ?)",
                                               (doc, n, chunk, next(vectors).tobytes())).lastrowid
@@ -303,12 +376,12 @@ class Index:
 
         for name, text in tqdm(documents, desc="indexing", unit="file", disable=not progress):
             digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-            row = self.db.execute("SELECT id, sha256 FROM docs WHERE path = ?", (name,)).fetchone()
-            if row and row[1] == digest:
+            row = self.db.execute("SELECT sha256 FROM docs WHERE path = ?", (name,)).fetchone()
+            if row and row[0] == digest:
                 unchanged += 1
                 continue
-            pending.append((name, digest, row[0] if row else None, chunk_text(text, tokenizer, chunk_tokens, overlap)))
-            if sum(len(p[3]) for p in pending) >= 256:
+            pending.append((name, digest, chunk_text(text, tokenizer, chunk_tokens, overlap)))
+            if sum(len(p[2]) for p in pending) >= 256:
                 flush()
         flush()
         self._vectors = None
@@ -346,9 +419,12 @@ class Index:
             raise LlmlabError(f"k must be at least 1, not {k}")
         try:
             return self._search(query, int(k), mode)
+        except sqlite3.OperationalError as e:
+            if "locked" in str(e) or "busy" in str(e):
+                raise LlmlabError(f"{self.path}: {self._reason(e)}") from None
+            raise LlmlabError(self._damaged(e)) from None
         except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # vectors cut short, rows missing...
-            raise LlmlabError(f"{self.path}: the index is damaged ({type(e).__name__}: {e}); delete the folder and "
-                              "build it again with `llmlab index`") from None
+            raise LlmlabError(self._damaged(e)) from None
 
     @contextmanager
     def _snapshot(self):
@@ -456,6 +532,9 @@ def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | No
 
     ``encoding``: of the text files (`read_document`'s default: UTF-8 or what the file marks).
 
+    Inside a folder, hidden files and folders (a name that starts with ".") are left out; a
+    file reached twice (a folder and a file in it) is read once.
+
     A file named explicitly that cannot be read is an error. A file found in a folder that
     cannot be read (empty, not UTF-8, a scanned PDF...) is an error too, unless ``skipped`` is
     a list: then its one-line reason is appended there and the file is left out."""
@@ -465,20 +544,26 @@ def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | No
     paths = path_list(paths)
     if encoding is not None:
         check_encoding(encoding)  # a wrong name is one error, not a reason to skip every file
-    found: list[tuple[Path, bool]] = []  # (file, named explicitly)
+    found: dict[str, tuple[Path, bool]] = {}  # resolved path -> (file, named explicitly); each file once
     for p in map(Path, paths):
-        if p.is_dir():
-            found += [(f, False) for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES and f.is_file()]
+        if p.is_dir():  # hidden files and folders (.git, .cache...) only when named
+            files = [f for f in sorted(p.rglob("*")) if f.suffix.lower() in SUFFIXES
+                     and not any(part.startswith(".") for part in f.relative_to(p).parts) and f.is_file()]
+            for f in files:
+                found.setdefault(str(f.resolve()), (f, False))
         elif p.is_file():
-            found.append((p, True))
+            found[str(p.resolve())] = (p, True)
         else:
             raise LlmlabError(f"{p}: no such file or folder")
     if not found and not allow_none:  # allow_none: folders emptied since they were indexed
         raise LlmlabError(f"no documents to index ({', '.join(SUFFIXES)})")
     documents = []
-    for f, explicit in found:
+    for name, (f, explicit) in found.items():
         try:
-            documents.append((str(f.resolve()), read_document(f, encoding)))
+            if not _utf8(name):
+                raise LlmlabError(f"{name.encode('utf-8', 'replace').decode()}: the file's name is not valid UTF-8 "
+                                  "(rename it)")
+            documents.append((name, read_document(f, encoding)))
         except LlmlabError as e:
             if explicit or skipped is None:
                 raise

@@ -407,3 +407,137 @@ def test_file_names_are_searched_with_their_chunks(tmp_path):
     assert again.db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == SCHEMA_VERSION
     assert [Path(h.path).name for h in again.search("Roosevelt", k=5, mode="bm25")] == ["1933-Roosevelt.txt"]
     assert again.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall() == vectors
+
+
+def orphans(index: Index) -> int:
+    """Chunks whose file is no longer in the index (search fails on them)."""
+    return index.db.execute("SELECT COUNT(*) FROM chunks WHERE doc NOT IN (SELECT id FROM docs)").fetchone()[0]
+
+
+def test_a_file_reached_twice_is_indexed_once(corpus, tmp_path, capsys):
+    """A folder and a file in it (or the folder twice by two spellings) in one run: each file once; it
+    replaced its own entry and left its first chunks behind, and every search said "damaged"."""
+    index = tmp_path / "ix"
+    assert main(["index", str(corpus), str(corpus / "tea.md"), str(corpus / ".." / corpus.name), "--index", str(index),
+                 "--quiet", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["indexed"] == 3
+    ix = Index(index)
+    assert orphans(ix) == 0 and ix.search("green tea", k=1)[0].path.endswith("tea.md")
+    ix.add([("a.txt", "one text"), ("a.txt", "one text")])  # the same pair twice: once
+    assert ix.db.execute("SELECT COUNT(*) FROM docs WHERE path = 'a.txt'").fetchone()[0] == 1
+    with pytest.raises(LlmlabError, match="'b.txt' is given twice, with different texts"):
+        ix.add([("b.txt", "one text"), ("b.txt", "another")])
+
+
+def test_another_writer_between_reading_and_writing_a_file(corpus, tmp_path, monkeypatch):
+    """Two runs indexing one file at once: the later write replaces the earlier one whole (its chunks
+    were left behind, pointing at no file, and every search failed)."""
+    import llmlab.apps.search as search
+
+    index, other = Index(tmp_path / "ix", create=True), Index(tmp_path / "ix")
+    real = search.chunk_text
+
+    def racing(text, *args, **kwargs):  # the other run commits the same file after this one found it new
+        if text == "The first version of the notes.":
+            other.add([("notes.txt", "The other run's version of the notes.")])
+        return real(text, *args, **kwargs)
+
+    monkeypatch.setattr(search, "chunk_text", racing)
+    index.add([("notes.txt", "The first version of the notes.")])
+    assert orphans(index) == 0 and index.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 1
+    assert [h.text for h in index.search("notes", k=5)] == ["The first version of the notes."]
+
+
+def test_rebuild_keeps_the_old_index_until_the_new_one_is_whole(corpus, tmp_path, monkeypatch, capsys):
+    import llmlab.apps.search as search
+
+    index = tmp_path / "ix"
+    assert main(["index", str(corpus), "--index", str(index), "--quiet"]) == 0
+    real, calls = search.chunk_text, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(search, "chunk_text", interrupted)
+    assert main(["index", str(corpus), "--index", str(index), "--quiet", "--rebuild", "--chunk-tokens", "50"]) == 130
+    ix = Index(index)  # the old index, whole: its three files and its chunking
+    assert ix.chunking() == (200, 40) and ix.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 3
+    assert ix.search("green tea", k=1)[0].path.endswith("tea.md")
+    ix.close()
+    monkeypatch.setattr(search, "chunk_text", real)
+    # a damaged index (or one of an older format) is rebuilt without being opened
+    db = sqlite3.connect(index / "index.sqlite")
+    db.execute("DROP TABLE chunks")
+    db.commit()
+    db.close()
+    assert main(["search", "tea", "--index", str(index)]) == 2
+    assert "--rebuild" in capsys.readouterr().err
+    assert main(["index", str(corpus), "--index", str(index), "--quiet", "--rebuild", "--chunk-tokens", "50"]) == 0
+    assert sorted(p.name for p in index.iterdir()) == ["index.sqlite"]  # the interrupted rebuild's file is gone
+    assert Index(index).chunking() == (50, 40) and Index(index).search("green tea", k=1)[0].path.endswith("tea.md")
+
+
+def test_an_index_with_nothing_to_change_is_not_written(corpus, tmp_path):
+    """So that an index on read-only media, or being read by others, can be re-run safely."""
+    index = tmp_path / "ix"
+    Index(index, create=True).add(read_documents([corpus]))
+    before = (index / "index.sqlite").read_bytes()
+    db = sqlite3.connect(index / "index.sqlite")
+    version = db.execute("PRAGMA data_version").fetchone()[0]
+    report = Index(index).add(read_documents([corpus]), folders=[corpus])
+    assert (report.indexed, report.unchanged, report.removed) == (0, 3, 0)
+    assert db.execute("PRAGMA data_version").fetchone()[0] == version  # no other connection committed
+    assert (index / "index.sqlite").read_bytes() == before
+
+
+def test_a_busy_index_is_busy_not_damaged(corpus, tmp_path, monkeypatch):
+    """Another process holding a write lock: searching and indexing wait, then say it is busy (search
+    said "the index is damaged ... delete the folder", indexing was a traceback)."""
+    import llmlab.apps.search as search
+
+    Index(tmp_path / "ix", create=True).add(read_documents([corpus]))
+    monkeypatch.setattr(search, "BUSY_SECONDS", 0.2)
+    index = Index(tmp_path / "ix")
+    writer = sqlite3.connect(tmp_path / "ix" / "index.sqlite", isolation_level=None)
+    writer.execute("BEGIN EXCLUSIVE")
+    try:
+        for action in (lambda: index.search("tea", k=1, mode="bm25"),
+                       lambda: index.add([("new.txt", "A new file about coffee.")])):
+            with pytest.raises(LlmlabError, match="it is busy: another llmlab is writing to it") as e:
+                action()
+            assert "damaged" not in str(e.value)
+    finally:
+        writer.execute("ROLLBACK")
+    assert index.search("tea", k=1, mode="bm25")[0].path.endswith("tea.md")
+
+
+def test_hidden_files_and_names_that_are_not_utf8(corpus, tmp_path, capsys):
+    """Inside a folder, .git and other hidden files are left out (named, they are read); a file name
+    that is not UTF-8 is skipped with its reason (it stopped the whole run with a traceback)."""
+    import os
+
+    (corpus / ".git").mkdir()
+    (corpus / ".git" / "notes.txt").write_text("Hidden notes about green tea.", encoding="utf-8")
+    (corpus / ".draft.md").write_text("A hidden draft about green tea.", encoding="utf-8")
+    fd = os.open(os.fsencode(corpus) + b"/caf\xe9.txt", os.O_WRONLY | os.O_CREAT)
+    os.write(fd, b"A file whose name is Latin-1.")
+    os.close(fd)
+    index = str(tmp_path / "ix")
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["indexed"] == 3 and "the file's name is not valid UTF-8 (rename it)" in captured.err
+    assert main(["index", str(corpus / ".draft.md"), "--index", index, "--quiet"]) == 0
+    paths = {Path(h.path).name for h in Index(index).search("green tea", k=10)}
+    assert ".draft.md" in paths and "notes.txt" not in paths
+    with pytest.raises(LlmlabError, match="is not valid UTF-8"):
+        Index(index).add([(os.fsdecode(b"caf\xe9.txt"), "text")])
+
+
+def test_an_empty_index_file_left_by_a_failed_first_run(corpus, tmp_path):
+    (tmp_path / "ix").mkdir()
+    (tmp_path / "ix" / "index.sqlite").write_bytes(b"")
+    assert main(["index", str(corpus), "--index", str(tmp_path / "ix"), "--quiet"]) == 0
+    assert Index(tmp_path / "ix").search("green tea", k=1)[0].path.endswith("tea.md")
