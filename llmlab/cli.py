@@ -682,6 +682,8 @@ def cmd_index(args) -> int:
     if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
         print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
               "UTF-8 files are still read as UTF-8", file=sys.stderr)
+    if not documents and skipped and not emptied:
+        raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read (reasons above); nothing indexed")
     if args.rebuild:  # built beside the old index, which stays whole until the new one replaces it
         fresh = target.with_name(INDEX_FILE + ".new")
         for leftover in (fresh, fresh.with_name(fresh.name + "-journal")):  # of a rebuild that was interrupted

@@ -541,3 +541,13 @@ def test_an_empty_index_file_left_by_a_failed_first_run(corpus, tmp_path):
     (tmp_path / "ix" / "index.sqlite").write_bytes(b"")
     assert main(["index", str(corpus), "--index", str(tmp_path / "ix"), "--quiet"]) == 0
     assert Index(tmp_path / "ix").search("green tea", k=1)[0].path.endswith("tea.md")
+
+
+def test_a_folder_of_unreadable_files_is_an_error(tmp_path, capsys):
+    (tmp_path / "docs").mkdir()
+    for name in ("a.txt", "b.md"):
+        (tmp_path / "docs" / name).write_text(" \n", encoding="utf-8")
+    assert main(["index", str(tmp_path / "docs"), "--index", str(tmp_path / "ix"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "none of the 2 file(s) found could be read" in err and err.count("skipped") == 2
+    assert not (tmp_path / "ix").exists()  # exit 0 and an empty index before
