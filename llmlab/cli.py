@@ -311,7 +311,8 @@ def cmd_chat(args) -> int:
     interactive, unanswered = sys.stdin.isatty(), 0
     if interactive:
         print(f"chatting with {args.model} ({bundle.model.num_parameters() / 1e6:.0f}M parameters, context "
-              f"{bundle.config.max_seq_len} tokens). /reset, /system TEXT, /exit", file=sys.stderr)
+              f"{bundle.config.max_seq_len} tokens). /reset, /system TEXT, /exit; Ctrl-C stops an answer",
+              file=sys.stderr)
     while True:
         try:
             line = input("you> " if interactive else "")
@@ -359,10 +360,19 @@ def cmd_chat(args) -> int:
                   f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
         if interactive and not as_json:
             sys.stdout.write("assistant> ")
-        for piece in turn:
-            if not as_json:
-                sys.stdout.write(piece)
-                sys.stdout.flush()
+        try:
+            for piece in turn:
+                if not as_json:
+                    sys.stdout.write(piece)
+                    sys.stdout.flush()
+        except KeyboardInterrupt:
+            if not interactive:
+                raise
+            _interrupts.clear()  # Ctrl-C stops this answer, not the chat (Ctrl-D or /exit ends it)
+            if index is not None and turn.completion.text.strip():  # as below: later turns see the question
+                session.messages[-2]["content"] = line
+            print("\n[stopped]", file=sys.stderr)
+            continue
         c = turn.completion
         cites = None
         if index is not None:

@@ -139,3 +139,21 @@ def test_chat_presets(capsys, monkeypatch):
     assert code == 0 and len(out.split()) > 10
     code, _, err = run(capsys, "chat", "--preset", "pirate")
     assert code == 2 and "unknown preset 'pirate' (known: assistant, chef" in err
+
+
+def test_ctrl_c_in_a_terminal_chat_stops_the_answer_not_the_chat(capsys, monkeypatch, smollm2_model):
+    import dataclasses
+
+    import llmlab.weights.registry
+    from tests.generate.test_chat import Interrupting
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    bundle = dataclasses.replace(smollm2_model, model=Interrupting(smollm2_model.model, at=6))
+    monkeypatch.setattr(llmlab.weights.registry, "load_adapted_decoder", lambda *a, **k: bundle)
+    monkeypatch.setattr("sys.stdin", Terminal("Tell me about Paris.\nSay hello.\n"))
+    code, out, err = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "12")
+    assert code == 0 and "[stopped]" in err and "interrupted" not in err  # (it ended the chat: exit 130)
+    assert out.count("assistant> ") == 2 and "tok/s" in err

@@ -122,7 +122,14 @@ class ChatTurn:
         self.session, self.stream, self.dropped = session, stream, dropped
 
     def __iter__(self):
-        yield from self.stream
+        try:
+            yield from self.stream
+        except KeyboardInterrupt:  # stopped by the user: what was shown stays the answer ("go on" can follow)
+            if self.stream.completion.text.strip():
+                self.session.messages.append({"role": "assistant", "content": self.stream.completion.text})
+            elif self.session.messages and self.session.messages[-1]["role"] == "user":
+                self.session.messages.pop()  # nothing was answered: the question leaves the conversation
+            raise
         self.session.messages.append({"role": "assistant", "content": self.stream.completion.text})
 
     @property

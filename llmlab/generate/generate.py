@@ -77,7 +77,7 @@ class Completion:
     prompt_tokens: int
     ids: list[int]  # new tokens only; the end-of-sequence token is not included
     text: str  # new text only, cut before a stop string
-    finish_reason: str  # "eos", "stop" or "length"
+    finish_reason: str  # "eos", "stop", "length", or "interrupted" (Ctrl-C while generating)
     prefill_seconds: float
     decode_seconds: float
 
@@ -120,39 +120,45 @@ class Stream:
         ids: list[int] = []
         text, held = "", ""  # text emitted so far; text held back as a possible stop-string start
         finish = "length"
-        start = time.perf_counter()
-        with torch.inference_mode():
-            cache = model.new_cache(1, len(self.prompt_ids) + cfg.max_new_tokens)
-            logits = model(torch.tensor([self.prompt_ids]), cache=cache, last_only=True)[:, -1]
-            prefill = time.perf_counter() - start
-            start = time.perf_counter()
-            for step in range(cfg.max_new_tokens):
-                if cfg.repetition_penalty != 1.0:
-                    recent = ids[-cfg.repetition_window:] if cfg.repetition_window else ids
-                    recent = [t for t in recent if t not in self.special_ids]
-                    logits = penalize_repeats(logits, torch.tensor([recent], dtype=torch.long),
-                                              cfg.repetition_penalty)
-                token = next_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator)  # (1,)
-                t = int(token)
-                if t in self.eos_ids:
-                    finish = "eos"
-                    break
-                ids.append(t)
-                held += utf8.decode(self.tokenizer.token_bytes(t))
-                emit, held, stopped = _split_stop(held, cfg.stop)
-                text += emit
-                if emit:
-                    yield emit
-                if stopped:
-                    finish = "stop"
-                    break
-                if step + 1 < cfg.max_new_tokens:
-                    logits = model(token.view(1, 1), cache=cache)[:, -1]
-        if finish != "stop":
-            held += utf8.decode(b"", final=True)
-            if held:
-                text += held
-                yield held
+        start, prefill = time.perf_counter(), None
+        try:
+            with torch.inference_mode():
+                cache = model.new_cache(1, len(self.prompt_ids) + cfg.max_new_tokens)
+                logits = model(torch.tensor([self.prompt_ids]), cache=cache, last_only=True)[:, -1]
+                prefill = time.perf_counter() - start
+                start = time.perf_counter()
+                for step in range(cfg.max_new_tokens):
+                    if cfg.repetition_penalty != 1.0:
+                        recent = ids[-cfg.repetition_window:] if cfg.repetition_window else ids
+                        recent = [t for t in recent if t not in self.special_ids]
+                        logits = penalize_repeats(logits, torch.tensor([recent], dtype=torch.long),
+                                                  cfg.repetition_penalty)
+                    token = next_token(logits, cfg.temperature, cfg.top_k, cfg.top_p, generator)  # (1,)
+                    t = int(token)
+                    if t in self.eos_ids:
+                        finish = "eos"
+                        break
+                    ids.append(t)
+                    held += utf8.decode(self.tokenizer.token_bytes(t))
+                    emit, held, stopped = _split_stop(held, cfg.stop)
+                    text += emit
+                    if emit:
+                        yield emit
+                    if stopped:
+                        finish = "stop"
+                        break
+                    if step + 1 < cfg.max_new_tokens:
+                        logits = model(token.view(1, 1), cache=cache)[:, -1]
+            if finish != "stop":
+                held += utf8.decode(b"", final=True)
+                if held:
+                    text += held
+                    yield held
+        except KeyboardInterrupt:  # what was shown so far is the answer; the caller decides whether to go on
+            seconds = time.perf_counter() - start
+            self.completion = Completion(len(self.prompt_ids), ids, text, "interrupted",
+                                         seconds if prefill is None else prefill, 0.0 if prefill is None else seconds)
+            raise
         self.completion = Completion(len(self.prompt_ids), ids, text, finish, prefill, time.perf_counter() - start)
 
 

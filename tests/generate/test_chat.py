@@ -87,3 +87,43 @@ def test_a_template_and_messages_must_be_text(smollm2_model):
         ChatSession(smollm2_model.model, smollm2_model.tokenizer, session.template, system=5)
     assert ChatSession(smollm2_model.model, smollm2_model.tokenizer, session.template, config=None).config == \
         GenerationConfig()
+
+
+class Interrupting:
+    """The model, with Ctrl-C pressed during its ``at``-th call (1: the prompt's prefill)."""
+
+    def __init__(self, model, at: int):
+        self.model, self.at, self.calls = model, at, 0
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.model(*args, **kwargs)
+
+
+def test_an_answer_stopped_by_ctrl_c(smollm2_model):
+    """What was shown stays the answer (so "go on" can follow); stopped before any text, the question
+    leaves the conversation. The session goes on either way."""
+    template = ChatTemplate(smollm2_model.chat_template)
+    session = ChatSession(Interrupting(smollm2_model.model, at=6), smollm2_model.tokenizer, template,
+                          config=GenerationConfig(max_new_tokens=40))
+    turn = session.send("Tell me about Paris.")
+    shown = []
+    with pytest.raises(KeyboardInterrupt):
+        for piece in turn:
+            shown.append(piece)
+    c = turn.completion
+    assert c.finish_reason == "interrupted" and len(c.ids) == 5 and c.text == "".join(shown) and c.text.strip()
+    assert session.messages[-2:] == [{"role": "user", "content": "Tell me about Paris."},
+                                     {"role": "assistant", "content": c.text}]
+    session.model = Interrupting(smollm2_model.model, at=1)  # Ctrl-C during the prompt's prefill: nothing shown
+    turn = session.send("And Rome?")
+    with pytest.raises(KeyboardInterrupt):
+        list(turn)
+    assert turn.completion.text == "" and session.messages[-1]["content"] == c.text
+    session.model = smollm2_model.model
+    assert "".join(session.send("Thanks.")) and [m["role"] for m in session.messages] == ["user", "assistant"] * 2
