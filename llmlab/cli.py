@@ -701,6 +701,12 @@ def cmd_index(args) -> int:
         index = Index(args.index, create=True, file=fresh.name)
     index = index or Index(args.index, create=True)
     report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
+    if args.prune:
+        report.removed += index.prune()
+        report.total_chunks = index.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+    elif gone := index.gone():  # e.g. a folder moved since: its files would be cited twice (old and new path)
+        print(f"llmlab: {len(gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. {gone[0]}; "
+              "--prune takes them out", file=sys.stderr)
     if args.rebuild:
         index.close()
         target.with_name(INDEX_FILE + "-journal").unlink(missing_ok=True)  # the old file's: not the new one's
@@ -1290,6 +1296,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--overlap", type=_whole, default=None, metavar="N",
                     help="tokens shared by consecutive chunks, fewer than --chunk-tokens (default: the index's own; "
                          "40 for a new one)")
+    ix.add_argument("--prune", action="store_true",
+                    help="also take out indexed files that are no longer on disk anywhere (a folder moved or deleted "
+                         "since); files gone from the folders given are always taken out")
     ix.add_argument("--rebuild", action="store_true",
                     help="build the index anew from PATHs (to change --chunk-tokens, or after damage); the old one "
                          "stays searchable until the new one is complete")

@@ -400,6 +400,24 @@ class Index:
         self._vectors = None
         return len(gone)
 
+    def gone(self) -> list[str]:
+        """Indexed files no longer on disk (moved, renamed or deleted since, anywhere): absolute paths
+        only; names that are not paths (ids given from Python) are never gone."""
+        return [path for (path,) in self.db.execute("SELECT path FROM docs ORDER BY path")
+                if os.path.isabs(path) and not os.path.isfile(path)]
+
+    def prune(self) -> int:
+        """Take out every file `gone` lists, so that search never cites it; how many."""
+        with self._writing():
+            paths = self.gone()
+            for path in paths:
+                with self.db:
+                    (doc,) = self.db.execute("SELECT id FROM docs WHERE path = ?", (path,)).fetchone()
+                    self._delete(doc)
+                    self.db.execute("DELETE FROM docs WHERE id = ?", (doc,))
+        self._vectors = None
+        return len(paths)
+
     def _delete(self, doc: int) -> None:
         ids = [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc = ?", (doc,))]
         self.db.executemany("DELETE FROM chunks_fts WHERE rowid = ?", [(i,) for i in ids])

@@ -551,3 +551,21 @@ def test_a_folder_of_unreadable_files_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "none of the 2 file(s) found could be read" in err and err.count("skipped") == 2
     assert not (tmp_path / "ix").exists()  # exit 0 and an empty index before
+
+
+def test_a_moved_folder_is_said_and_pruned(corpus, tmp_path, capsys):
+    """After the folder moved, its files were in the index twice (old and new paths), silently."""
+    index = str(tmp_path / "ix")
+    assert main(["index", str(corpus), "--index", index, "--quiet"]) == 0
+    Index(index).add([("note-7", "An id from Python, not a file: never gone.")])
+    moved = corpus.rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["index", str(moved), "--index", index, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "3 indexed file(s) are no longer on disk (moved or deleted)" in err and "--prune" in err
+    assert {Path(h.path).parent.name for h in Index(index).search("green tea", k=10)} == {"docs", "moved", ""}
+    assert main(["index", str(moved), "--index", index, "--quiet", "--prune", "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["removed"] == 3 and "no longer on disk" not in err
+    paths = {h.path for h in Index(index).search("green tea", k=10)}
+    assert {Path(p).parent.name for p in paths if p != "note-7"} == {"moved"} and Index(index).gone() == []
