@@ -355,7 +355,8 @@ class Index:
         def flush():
             nonlocal indexed, written
             texts = [c for *_, chunks in pending for c in chunks]
-            vectors = iter(self.encoder().encode(texts).numpy().astype(np.float32)) if texts else iter(())
+            big = progress and len(texts) > 2000  # a large file: its own bar, the files' one stands still meanwhile
+            vectors = iter(self.encoder().encode(texts, progress=big).numpy().astype(np.float32)) if texts else iter(())
             for name, digest, chunks in pending:
                 name_words = bm25_text(title(name))
                 with self.db:  # one transaction per document
