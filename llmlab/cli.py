@@ -737,6 +737,8 @@ def cmd_search(args) -> int:
     from llmlab.apps.search import SCORE_KINDS, snippet
 
     index = Index(args.index)
+    if len(queries) > 1 and args.mode != "bm25":
+        index.prepare(queries, progress=sys.stderr.isatty())
     for query in queries:
         hits = index.search(query, k=args.k, mode=args.mode)
         if args.format == "json":

@@ -235,7 +235,7 @@ class Index:
                               + "build it again with `llmlab index PATH... --index DIR --rebuild`")
         self._vectors = None  # ((data_version, total_changes) they were read at, chunk ids, unit vectors)
         self._encoder = None
-        self._last_query = None
+        self._queries: dict[str, np.ndarray] = {}  # query -> unit vector (the last one, or a batch `prepare` embedded)
 
     def _version(self, tables: set[str]) -> str | None:
         """The index's format version; None for a new index (nothing in it yet)."""
@@ -496,10 +496,20 @@ class Index:
     def _query_vector(self, query: str) -> np.ndarray:
         """The unit MiniLM vector of ``query``; the last one is kept, since asking often searches
         the same question twice (hybrid for the passages, dense for their relevance)."""
-        if self._last_query is None or self._last_query[0] != query:
-            q = self.encoder().encode([query]).numpy()[0]
-            self._last_query = query, q / max(np.linalg.norm(q), 1e-12)
-        return self._last_query[1]
+        if query not in self._queries:
+            self._queries = {query: self._embed_queries([query])[0]}
+        return self._queries[query]
+
+    def prepare(self, queries: list[str], progress: bool = False) -> None:
+        """Embed ``queries`` in batches now, for the searches that follow (many queries: one encoder call per
+        batch instead of one per query, about thirty times faster)."""
+        todo = list(dict.fromkeys(q for q in queries if isinstance(q, str) and q.strip()))
+        if todo:
+            self._queries = dict(zip(todo, self._embed_queries(todo, progress and len(todo) > 1000)))
+
+    def _embed_queries(self, queries: list[str], progress: bool = False) -> np.ndarray:
+        q = self.encoder().encode(queries, progress=progress).numpy()
+        return q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
 
     def _bm25(self, query: str, k: int) -> list[tuple[int, float]]:
         words = re.findall(r"\w+", bm25_text(query, query=True).lower())

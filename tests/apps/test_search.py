@@ -569,3 +569,28 @@ def test_a_moved_folder_is_said_and_pruned(corpus, tmp_path, capsys):
     assert json.loads(out)["removed"] == 3 and "no longer on disk" not in err
     paths = {h.path for h in Index(index).search("green tea", k=10)}
     assert {Path(p).parent.name for p in paths if p != "note-7"} == {"moved"} and Index(index).gone() == []
+
+
+def test_many_queries_are_embedded_together(corpus, tmp_path, monkeypatch, capsys):
+    """`search --queries`: one encoder call for all of them (one per query before), same rankings."""
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    queries = ["French capital city", "how to brew green tea", "list comprehensions in Python"]
+    alone = [index.search(q, k=3, mode="dense") for q in queries]
+    encoder, calls = index.encoder(), []
+    encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts, **kw: calls.append(len(texts)) or encode(texts, **kw))
+    index.prepare(queries)
+    together = [index.search(q, k=3, mode="dense") for q in queries]
+    assert calls == [3] and [[h.path for h in r] for r in together] == [[h.path for h in r] for r in alone]
+    assert np.allclose([h.score for r in together for h in r], [h.score for r in alone for h in r], atol=1e-3)
+    index.search("a query not prepared", k=1)
+    assert calls == [3, 1]
+    (tmp_path / "q.txt").write_text("\n".join(queries), encoding="utf-8")
+    import llmlab.apps.search as search
+
+    monkeypatch.setattr(search.Index, "encoder", lambda self: encoder)
+    calls.clear()
+    assert main(["search", "--queries", str(tmp_path / "q.txt"), "--index", str(tmp_path / "ix"), "--format",
+                 "json"]) == 0
+    assert calls == [3] and len(capsys.readouterr().out.splitlines()) == 3
