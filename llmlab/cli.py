@@ -529,7 +529,15 @@ def cmd_classify(args) -> int:
     if args.format == "json":
         _print_json(result.to_dict() | {"out": args.out})
         return 0
-    counts = {n: result.predicted.count(n) for n in result.labels}
+    from collections import Counter
+
+    tally = Counter(result.predicted)
+    counts = {n: tally[n] for n in result.labels}
+    if len(counts) > 10:  # 77 intents on one line were 2,000 characters: the most predicted, then how many more
+        top = sorted(counts.items(), key=lambda kv: -kv[1])[:8]
+        shown = ", ".join(f"{n}: {c}" for n, c in top) + f", and {len(counts) - 8} more labels"
+    else:
+        shown = ", ".join(f"{n}: {c}" for n, c in counts.items())
     empty = result.details.get("empty_texts", 0)
     d = result.details
     if "train_rows" in d:
@@ -537,7 +545,7 @@ def cmd_classify(args) -> int:
                if d.get("cv_accuracy") is not None else f"C = {d['C']:g}: too few rows per class to cross-validate")
         print(f"{result.method}: logistic regression on {d['features']:,} features, trained on {d['train_rows']:,} "
               f"labelled rows ({how})")
-    print(f"{result.method}: {len(texts)} texts; predicted " + ", ".join(f"{n}: {c}" for n, c in counts.items())
+    print(f"{result.method}: {len(texts)} texts; predicted {shown}"
           + (f"; {empty} empty text{'s' * (empty != 1)} left unlabelled" if empty else ""))
     if result.metrics:
         m = result.metrics

@@ -310,3 +310,15 @@ def test_zero_shot_labels_as_a_list(encoder):
     assert as_list.predicted == as_dict.predicted and as_list.labels == ["great film", "boring film"]
     assert classify(TEXTS[:2], "zero-shot", labels={1: "a great film", 0: "a boring film"},
                     encoder=encoder).labels == ["1", "0"]
+
+
+def test_cli_summary_of_many_labels_is_short(tmp_path, capsys):
+    """77 intents were one line of 2,000 characters: the eight most predicted labels, then how many more."""
+    labels = [f"intent_{i:02d}" for i in range(12)]
+    train = [(f"please help with {name} number {k}", name) for name in labels for k in range(3)]
+    write(tmp_path / "train.csv", train)
+    write(tmp_path / "test.csv", train[::3])
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--train", str(tmp_path / "train.csv"),
+                 "--label-column", "label", "--method", "bow", "--quiet"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "texts; predicted" in x)
+    assert line.endswith(", and 4 more labels") and line.count(": ") == 9 and len(line) < 250
