@@ -244,7 +244,6 @@ def _encoder(encoder):
 def _supervised(method, texts, train_texts, train_labels, names, encoder, progress) -> Classification:
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import GridSearchCV
 
     from llmlab.embed import BagOfWords
 
@@ -259,20 +258,45 @@ def _supervised(method, texts, train_texts, train_labels, names, encoder, progre
         parts.append(bow.transform(texts))
     x_train, x = sp.hstack(parts_train).tocsr(), sp.hstack(parts).tocsr()  # rows: L2-normalised blocks
     folds = min(3, min(train_labels.count(n) for n in names))
-    head = LogisticRegression(max_iter=3000)
-    cv_accuracy = None
+    chosen, cv_accuracy = 1.0, None  # scikit-learn's default C when there are too few rows to choose
     if folds >= 2:  # pick the regularisation strength on the training data alone
-        head = GridSearchCV(head, {"C": [0.3, 1.0, 3.0, 10.0]}, cv=folds).fit(x_train, train_labels)
-        chosen, cv_accuracy = head.best_params_["C"], float(head.best_score_)
-    else:
-        head.fit(x_train, train_labels)
-        chosen = head.C
+        chosen, cv_accuracy = _choose_c(x_train, np.array(train_labels), folds, progress)
+    head = LogisticRegression(C=chosen, max_iter=3000).fit(x_train, train_labels)
     probs = head.predict_proba(x)  # (N, classes) in head.classes_ order
     classes = [str(c) for c in head.classes_]
     best = probs.argmax(axis=1)
     return Classification(method, classes, [classes[i] for i in best], probs.max(axis=1).tolist(),
                           details={"C": chosen, "cv_folds": folds, "cv_accuracy": cv_accuracy, "features": x.shape[1],
                                    "train_rows": len(train_texts)}, probabilities=probs)
+
+
+C_GRID = (0.3, 1.0, 3.0, 10.0)
+
+
+def _choose_c(x, y: np.ndarray, folds: int, progress: bool) -> tuple[float, float]:
+    """(C, its mean accuracy): the grid's C with the best mean accuracy over stratified folds, the
+    first of equals (what GridSearchCV(cv=folds) chooses), the fits run in parallel processes
+    (a fit is single-threaded: 12 fits on 8,000 banking77 rows took 65 s one after another, 25 s
+    on two cores) with a progress bar."""
+    from joblib import Parallel, delayed
+    from sklearn.model_selection import StratifiedKFold
+    from tqdm import tqdm
+
+    splits = list(StratifiedKFold(n_splits=folds).split(x, y))
+    fits = [(c, train, test) for c in C_GRID for train, test in splits]
+    workers = min(len(fits), os.cpu_count() or 1) if x.shape[0] >= 2000 else 1  # starting workers costs seconds
+    jobs = Parallel(n_jobs=workers, return_as="generator")(
+        delayed(_fold_accuracy)(x, y, c, train, test) for c, train, test in fits)
+    scores = list(tqdm(jobs, total=len(fits), desc="choosing C", unit="fit", disable=not progress))
+    means = np.array(scores).reshape(len(C_GRID), folds).mean(axis=1)
+    best = int(np.argmax(means))
+    return C_GRID[best], float(means[best])
+
+
+def _fold_accuracy(x, y, c, train, test) -> float:
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, max_iter=3000).fit(x[train], y[train]).score(x[test], y[test])
 
 
 def _finetuned(texts, model, progress) -> Classification:

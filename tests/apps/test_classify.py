@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from llmlab.apps.classify import classify, evaluate
@@ -318,7 +319,22 @@ def test_cli_summary_of_many_labels_is_short(tmp_path, capsys):
     train = [(f"please help with {name} number {k}", name) for name in labels for k in range(3)]
     write(tmp_path / "train.csv", train)
     write(tmp_path / "test.csv", train[::3])
-    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--train", str(tmp_path / "train.csv"),
-                 "--label-column", "label", "--method", "bow", "--quiet"]) == 0
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--method", "bow", "--quiet"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "texts; predicted" in x)
     assert line.endswith(", and 4 more labels") and line.count(": ") == 9 and len(line) < 250
+
+
+@pytest.mark.parametrize("rows", [90, 2400])  # one process; parallel worker processes
+def test_c_is_chosen_as_grid_search_chooses_it(rows):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+
+    from llmlab.apps.classify import C_GRID, _choose_c
+
+    rng = np.random.default_rng(0)
+    y = np.array(["a", "b", "c"] * (rows // 3))
+    x = rng.normal(size=(rows, 20)) + 0.4 * (y[:, None] == np.array(["a", "b", "c"] * 7)[:20])
+    grid = GridSearchCV(LogisticRegression(max_iter=3000), {"C": list(C_GRID)}, cv=3).fit(x, y)
+    chosen, accuracy = _choose_c(x, y, 3, progress=False)
+    assert (chosen, accuracy) == (grid.best_params_["C"], pytest.approx(grid.best_score_, abs=1e-12))
