@@ -650,6 +650,8 @@ def cmd_topics(args) -> int:
                     seed=args.seed, progress=not args.quiet)
     _raise_if_interrupted()  # Ctrl-C during numba's compiling (UMAP) is swallowed there: honour it now
     if out is not None:  # everything is made in memory first, then written file by file, atomically
+        if not args.quiet:
+            print("topics: drawing the map (UMAP to 2 dimensions)", file=sys.stderr)
         png = map_png(result, seed=args.seed)
         report = report_markdown(result, Path(args.file).name, "topics_map.png")
         names = result.names

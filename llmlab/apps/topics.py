@@ -160,6 +160,11 @@ def topics(
         raise LlmlabError(f"{n} texts are too few for topics of at least {size} texts: "
                           f"give at least {2 * size} texts or a smaller minimum topic size")
     x = _embed(texts, encoder, embeddings, progress)
+    if progress:  # no bar to show for these steps: say what runs (the first UMAP in a process compiles)
+        import sys
+
+        print(f"topics: reducing {n:,} vectors to {N_COMPONENTS} dimensions (UMAP), then clustering (HDBSCAN)",
+              file=sys.stderr)
     reduced = reduce(x, seed)
     labels = cluster(reduced, size)
     single = False
