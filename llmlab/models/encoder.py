@@ -369,8 +369,13 @@ class SentenceEncoder(nn.Module):
         return ids
 
     def _batch(self, rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded ids and their 0/1 mask, both (B, T) with T the longest row."""
+        """Right-padded ids and their 0/1 mask, both (B, T): T is the longest row rounded up to a
+        multiple of 8 (32 past 64 tokens). The CPU kernels keep a compiled primitive per input shape:
+        with every length its own shape, indexing 3,072 chunks in bf16 grew from 490 MB to 1.2 GB;
+        with about twenty shapes it stays near 500 MB, at the same speed (bench: 25 s either way)."""
         T = max(map(len, rows))
+        step = 8 if T <= 64 else 32
+        T = -(-T // step) * step
         pad = self.bert.config.pad_token_id or 0  # any id will do: the mask hides padding
         device = self.bert.embeddings.word_embeddings.weight.device
         ids = torch.tensor([r + [pad] * (T - len(r)) for r in rows], device=device)  # (B, T)

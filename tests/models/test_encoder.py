@@ -178,6 +178,10 @@ def test_batching_and_order_do_not_change_vectors(ours):
     one_by_one = torch.cat([ours.encode([t]) for t in texts])
     torch.testing.assert_close(ours.encode(texts, batch_size=2), one_by_one, atol=1e-6, rtol=0)
     assert ours.encode([]).shape == (0, ours.dim) and ours.dim == 384
+    # batches pad to a few lengths (a multiple of 8, of 32 past 64 tokens): a kernel per shape, not per length
+    for length, padded in ((5, 8), (64, 64), (65, 96), (300, 320)):
+        ids, mask = ours._batch([[7] * length, [7] * 3])
+        assert ids.shape == mask.shape == (2, padded) and mask.sum(1).tolist() == [length, 3]
     for bad in (0, 2.5, "8", None):
         with pytest.raises(LlmlabError, match="batch_size must be a whole number of at least 1"):
             ours.encode(texts, batch_size=bad)
