@@ -199,6 +199,9 @@ class Index:
         self.directory = Path(directory)
         path = self.path = self.directory / file
         missing = f"{self.directory}: no index here (build one with `llmlab index PATH... --index DIR`)"
+        if self.directory.is_file():
+            hint = f": give its folder, {self.directory.parent}" if self.directory.name == INDEX_FILE else ""
+            raise LlmlabError(f"{self.directory}: a file, not an index folder{hint}")
         if not path.is_file() and not create:
             raise LlmlabError(missing)
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -594,3 +594,13 @@ def test_many_queries_are_embedded_together(corpus, tmp_path, monkeypatch, capsy
     assert main(["search", "--queries", str(tmp_path / "q.txt"), "--index", str(tmp_path / "ix"), "--format",
                  "json"]) == 0
     assert calls == [3] and len(capsys.readouterr().out.splitlines()) == 3
+
+
+
+def test_the_index_file_given_for_its_folder(corpus, tmp_path, capsys):
+    index = tmp_path / "ix"
+    assert main(["index", str(corpus), "--index", str(index), "--quiet"]) == 0
+    assert main(["search", "tea", "--index", str(index / "index.sqlite")]) == 2
+    assert f"a file, not an index folder: give its folder, {index}" in capsys.readouterr().err  # "no index here"
+    assert main(["index", str(corpus), "--index", str(corpus / "tea.md"), "--quiet"]) == 2
+    assert "tea.md: a file, not an index folder\n" in capsys.readouterr().err  # was "File exists"
