@@ -141,12 +141,15 @@ def inspect(path_or_text: str | Path, summary: bool = True, questions=(), checkl
     if summary:
         result.summary = _summarize(text, spans, decoder, part_tokens, summary_tokens, result, progress,
                                     repetition_penalty)
-        result.central = central_sentences([text[a:b] for a, b in spans], encoder, sentences)
+        result.central = central_sentences([text[a:b] for a, b in spans], encoder, sentences, progress)
     if questions or checklist:
         reader = _Reader(text, spans, decoder, encoder, k, (threshold, sentence_threshold), max_new_tokens,
-                         result.prompt_tokens)
-        result.answers = [reader.answer(q, QUESTION_INSTRUCTION, "Question") for q in questions]
-        result.checklist = [reader.answer(c, CHECK_INSTRUCTION, "Checklist item", verdict=True) for c in checklist]
+                         result.prompt_tokens, progress)
+        items = [(q, False) for q in questions] + [(c, True) for c in checklist]
+        found = [reader.answer(item, CHECK_INSTRUCTION if check else QUESTION_INSTRUCTION,
+                               "Checklist item" if check else "Question", verdict=check)
+                 for item, check in tqdm(items, desc="answering", unit="item", disable=not progress or len(items) < 2)]
+        result.answers, result.checklist = found[:len(questions)], found[len(questions):]
     return result
 
 
@@ -195,14 +198,15 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def central_sentences(sentences: list[str], encoder, n: int = 5) -> list[str]:
+def central_sentences(sentences: list[str], encoder, n: int = 5, progress: bool = False) -> list[str]:
     """The ``n`` sentences most similar to the centroid of all sentence vectors, in document order.
 
     Sentences of fewer than four words (headings, "Yes.") are not candidates unless nothing else is."""
     if n < 1 or not sentences:
         return []
     candidates = [i for i, s in enumerate(sentences) if len(s.split()) >= 4] or list(range(len(sentences)))
-    vectors = _unit(encoder.encode([sentences[i] for i in candidates]).numpy())
+    vectors = _unit(encoder.encode([sentences[i] for i in candidates],
+                                    progress=progress and len(candidates) > 256).numpy())
     centroid = vectors.mean(axis=0)
     scores = vectors @ (centroid / max(np.linalg.norm(centroid), 1e-12))
     top = sorted(np.argsort(-scores, kind="stable")[:n])
@@ -284,20 +288,22 @@ def _complete(decoder, ids: list[int], max_new_tokens: int, repetition_penalty: 
 class _Reader:
     """Questions answered from one document's chunks, embedded once."""
 
-    def __init__(self, text, spans, decoder, encoder, k, thresholds, max_new_tokens, prompt_tokens):
+    def __init__(self, text, spans, decoder, encoder, k, thresholds, max_new_tokens, prompt_tokens, progress=False):
         from llmlab.apps.search import chunk_text
 
         self.text, self.spans, self.decoder, self.encoder = text, spans, decoder, encoder
         self.k, self.thresholds, self.max_new_tokens, self.prompt_tokens = k, thresholds, max_new_tokens, prompt_tokens
         self.template = chat_template(decoder)
         self.chunks = chunk_text(text, decoder.tokenizer)
-        self.vectors = _unit(encoder.encode(self.chunks).numpy())  # (chunks, dim)
+        big = progress and len(self.chunks) > 256  # a long document: minutes of embedding, so bars
+        self.vectors = _unit(encoder.encode(self.chunks, progress=big).numpy())  # (chunks, dim)
         self.chunk_spans, pos = [], 0  # where each chunk lies in the text (None: not found verbatim)
         for chunk in self.chunks:
             s = text.find(chunk.strip("\ufffd"), pos)
             self.chunk_spans.append((s, s + len(chunk.strip("\ufffd"))) if s >= 0 else None)
             pos = s if s >= 0 else pos
-        self.sentence_vectors = _unit(encoder.encode([text[a:b] for a, b in spans]).numpy())  # (sentences, dim)
+        sentences = [text[a:b] for a, b in spans]
+        self.sentence_vectors = _unit(encoder.encode(sentences, progress=big).numpy())  # (sentences, dim)
 
     def answer(self, question: str, instruction: str, label: str, verdict: bool = False) -> Finding:
         if not question.strip():
