@@ -440,7 +440,7 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
     limit, or repeats a larger topic's name with nothing to tell them apart."""
     from tqdm import tqdm
 
-    from llmlab.generate import ChatTemplate, GenerationConfig, complete
+    from llmlab.generate import ChatTemplate, GenerationConfig, PromptCache, complete
 
     if decoder is None:
         from llmlab.apps.bundled import chat_decoder
@@ -456,10 +456,16 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
         return {"role": "user", "content": NAME_QUESTION.format(examples=examples)}
 
     shots = [turn for texts, name in NAME_SHOTS for turn in (ask(texts), {"role": "assistant", "content": name})]
+    prompts = [tok.encode(template.render([*shots, ask(topic.representatives)])) for topic in found]
+    # every prompt begins with the same instructions and examples: read once, not once per topic
+    n = next((i for i, ids in enumerate(zip(*prompts)) if len(set(ids)) > 1), min(map(len, prompts), default=0))
+    shared = None
+    if len(prompts) > 1 and n >= 32:
+        n = min(n, min(map(len, prompts)) - 1)  # each prompt keeps a token of its own to read
+        shared = PromptCache(decoder.model, prompts[0][:n], max(map(len, prompts)) + config.max_new_tokens)
     names: list[str | None] = []
-    for topic in tqdm(found, desc="naming", unit="topic", disable=not progress):
-        prompt = template.render([*shots, ask(topic.representatives)])
-        answer = complete(decoder.model, tok, prompt, config)
+    for prompt in tqdm(prompts, desc="naming", unit="topic", disable=not progress):
+        answer = complete(decoder.model, tok, prompt, config, prefix=shared)
         names.append(None if answer.finish_reason == "length" else _clean_name(answer.text) or None)
     return _distinct(names, found)
 

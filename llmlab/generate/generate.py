@@ -95,10 +95,33 @@ def check_context(prompt_tokens: int, max_new_tokens: int, context: int) -> None
         )
 
 
+class PromptCache:
+    """The keys and values of a prompt's beginning, computed once for many prompts that start with
+    it (the same instructions and examples before each question): a `Stream` given it reads only
+    the rest of its prompt. Streams share its memory, so they run one after another, not interleaved."""
+
+    def __init__(self, model, prefix_ids: list[int], capacity: int):
+        if not prefix_ids or capacity <= len(prefix_ids):
+            raise LlmlabError(f"a prompt cache needs a prefix and room after it, not {len(prefix_ids)} tokens "
+                              f"in {capacity}")
+        self.ids, self.capacity = list(prefix_ids), capacity
+        with torch.inference_mode():
+            self.cache = model.new_cache(1, capacity)
+            model(torch.tensor([self.ids]), cache=self.cache, last_only=True)
+        self.length = self.cache.length
+
+    def fits(self, prompt_ids: list[int], max_new_tokens: int) -> bool:
+        """Whether ``prompt_ids`` start with the prefix, go on after it, and fit with ``max_new_tokens``."""
+        n = len(self.ids)
+        return len(prompt_ids) > n and prompt_ids[:n] == self.ids and len(prompt_ids) + max_new_tokens <= \
+            self.capacity
+
+
 class Stream:
     """Iterate for text pieces as they are generated; ``completion`` is set when done."""
 
-    def __init__(self, model, tokenizer, prompt_ids: list[int], config: GenerationConfig):
+    def __init__(self, model, tokenizer, prompt_ids: list[int], config: GenerationConfig,
+                 prefix: PromptCache | None = None):
         if not prompt_ids:
             raise LlmlabError("empty prompt: give the model at least one token")
         vocab = model.config.vocab_size
@@ -108,6 +131,7 @@ class Stream:
             raise LlmlabError(f"prompt id {bad!r} is not a token of the model (0..{vocab - 1})")
         check_context(len(prompt_ids), config.max_new_tokens, model.config.max_seq_len)
         self.model, self.tokenizer, self.prompt_ids, self.config = model, tokenizer, prompt_ids, config
+        self.prefix = prefix if prefix is not None and prefix.fits(prompt_ids, config.max_new_tokens) else None
         eos = getattr(tokenizer, "eos_token", None)
         self.eos_ids = {tokenizer.special_tokens[eos]} if eos in tokenizer.special_tokens else set()
         self.special_ids = set(getattr(tokenizer, "special_tokens", {}).values())  # never penalised as repeats
@@ -123,8 +147,14 @@ class Stream:
         start, prefill = time.perf_counter(), None
         try:
             with torch.inference_mode():
-                cache = model.new_cache(1, len(self.prompt_ids) + cfg.max_new_tokens)
-                logits = model(torch.tensor([self.prompt_ids]), cache=cache, last_only=True)[:, -1]
+                rest = self.prompt_ids
+                if self.prefix is not None:  # the prefix's keys and values are in place: read the rest only
+                    cache = self.prefix.cache
+                    cache.length = self.prefix.length
+                    rest = self.prompt_ids[len(self.prefix.ids):]
+                else:
+                    cache = model.new_cache(1, len(self.prompt_ids) + cfg.max_new_tokens)
+                logits = model(torch.tensor([rest]), cache=cache, last_only=True)[:, -1]
                 prefill = time.perf_counter() - start
                 start = time.perf_counter()
                 for step in range(cfg.max_new_tokens):
@@ -178,9 +208,11 @@ def _split_stop(held: str, stops: list[str]) -> tuple[str, str, bool]:
     return held[: len(held) - keep], held[len(held) - keep:], False
 
 
-def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None) -> Stream:
+def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None,
+           prefix: PromptCache | None = None) -> Stream:
     """A streaming generation; ``prompt`` is text (encoded with special tokens) or ids (a list, a numpy
-    array or a 1-D tensor)."""
+    array or a 1-D tensor). ``prefix``: a `PromptCache` of the prompt's beginning (ignored when the
+    prompt does not start with it)."""
     if isinstance(prompt, str):
         ids = tokenizer.encode(prompt)
     elif isinstance(prompt, (bytes, bytearray)) or not hasattr(prompt, "__iter__") or getattr(prompt, "ndim", 1) != 1:
@@ -188,12 +220,13 @@ def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig |
                           + (" (decode bytes to text first)" if isinstance(prompt, (bytes, bytearray)) else ""))
     else:
         ids = prompt.tolist() if hasattr(prompt, "tolist") else list(prompt)  # numpy / torch: Python ints
-    return Stream(model, tokenizer, ids, config or GenerationConfig())
+    return Stream(model, tokenizer, ids, config or GenerationConfig(), prefix)
 
 
-def complete(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None) -> Completion:
+def complete(model, tokenizer, prompt: str | list[int], config: GenerationConfig | None = None,
+             prefix: PromptCache | None = None) -> Completion:
     """Generate to the end and return the whole completion."""
-    s = stream(model, tokenizer, prompt, config)
+    s = stream(model, tokenizer, prompt, config, prefix)
     for _ in s:
         pass
     return s.completion

@@ -86,3 +86,31 @@ def test_context_window_and_bad_arguments(smollm2_model):
     as_list, as_tensor = (complete(m, tok, p, GenerationConfig(max_new_tokens=3)).ids for p in (ids, torch.tensor(ids)))
     assert as_list == as_tensor
     assert GenerationConfig(stop=None).stop == [] and GenerationConfig(stop=(s for s in ["a", "b"])).stop == ["a", "b"]
+
+
+def test_a_prompt_cache_reads_the_shared_beginning_once(smollm2_model, monkeypatch):
+    """Prompts that start alike (instructions, examples) give the same greedy answers with the prefix's
+    keys and values computed once; a prompt that does not start with it is read whole."""
+    from llmlab.generate import PromptCache, complete
+
+    model, tok = smollm2_model.model, smollm2_model.tokenizer
+    head = ("You name the topic of customer messages in three words.\n"
+            "Messages: my card never arrived; where is my card\nTopic: Card delivery\n")
+    prompts = [tok.encode(head + f"Messages: {m}\nTopic:") for m in
+               ("I was charged twice; double payment on my account", "how do I change my PIN; forgot my PIN")]
+    n = len(tok.encode(head))
+    assert all(p[:n] == prompts[0][:n] for p in prompts)
+    config = GenerationConfig(max_new_tokens=8)
+    whole = [complete(model, tok, p, config).ids for p in prompts]
+    shared = PromptCache(model, prompts[0][:n], max(map(len, prompts)) + 8)
+    read = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda ids, **kw: read.append(ids.shape[1]) or forward(ids, **kw))
+    for p, expected in zip(prompts, whole):
+        read.clear()
+        cached = complete(model, tok, p, config, prefix=shared)
+        assert read[0] == len(p) - n and cached.ids == expected and cached.prompt_tokens == len(p)
+    other = tok.encode("A different beginning. Topic:")
+    read.clear()
+    complete(model, tok, other, config, prefix=shared)
+    assert read[0] == len(other)
