@@ -229,47 +229,11 @@ def reduce(x: np.ndarray, seed: int = 0, n_components: int = N_COMPONENTS, min_d
     from umap import UMAP
 
     n_neighbors = min(N_NEIGHBORS, len(x) - 1)
-    data, metric = x, "cosine"
-    if len(x) < EXACT_NEIGHBOURS:  # UMAP's own distances, compiled: the same numbers, the same map
-        data, metric = cosine_distances(x), "precomputed"
-    umap = UMAP(n_neighbors=n_neighbors, n_components=n_components, min_dist=min_dist, metric=metric,
+    umap = UMAP(n_neighbors=n_neighbors, n_components=n_components, min_dist=min_dist, metric="cosine",
                 random_state=seed, n_jobs=1)
     with warnings.catch_warnings():  # small inputs: "n_neighbors is larger than the dataset" etc.
         warnings.simplefilter("ignore")
-        return umap.fit_transform(data)
-
-
-# Below this many points UMAP finds neighbours exactly from all N x N distances, which it computes
-# through scikit-learn with one Python call per pair (16 million calls for 4,000 texts: 10-20 s, longer
-# than the rest of the run). Computing them in one compiled loop with UMAP's own cosine gives the
-# same matrix, so the same layout, bit for bit (tested), in about a second.
-EXACT_NEIGHBOURS = 4096
-
-
-def cosine_distances(x: np.ndarray) -> np.ndarray:
-    """(N, N) float32 cosine distances of the rows of ``x``, as UMAP's metric="cosine" computes them."""
-    return _cosine_matrix()(np.ascontiguousarray(x, dtype=np.float32))
-
-
-_COSINE_MATRIX = []
-
-
-def _cosine_matrix():
-    if not _COSINE_MATRIX:  # compiled on first use (numba caches it on disk)
-        import numba
-        from umap.distances import cosine
-
-        @numba.njit(parallel=True, cache=True)
-        def matrix(x):
-            n = x.shape[0]
-            out = np.empty((n, n), dtype=np.float32)
-            for i in numba.prange(n):
-                for j in range(n):
-                    out[i, j] = cosine(x[i], x[j])
-            return out
-
-        _COSINE_MATRIX.append(matrix)
-    return _COSINE_MATRIX[0]
+        return umap.fit_transform(x)
 
 
 def cluster(reduced: np.ndarray, min_topic_size: int, allow_single_cluster: bool = False) -> np.ndarray:

@@ -343,20 +343,3 @@ def test_to_dict_is_plain_json(data, result):
     assert doc["details"]["seed"] == 0 and "embeddings" not in doc
     vectors = found.to_dict(embeddings=True)["embeddings"]
     assert len(vectors) == len(texts) + 1 and vectors[1] == pytest.approx(x[0].tolist())
-
-
-def test_reduce_is_umap_with_its_cosine_metric():
-    """Below UMAP's exact-neighbour limit the distances are computed in one compiled loop: the layout
-    is the one UMAP(metric="cosine") makes, bit for bit."""
-    import warnings
-
-    from umap import UMAP
-
-    from llmlab.apps.topics import N_COMPONENTS, N_NEIGHBORS, reduce
-
-    x = blobs([60, 50, 40], spread=0.3, dim=24)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        expected = UMAP(n_neighbors=N_NEIGHBORS, n_components=N_COMPONENTS, min_dist=0.0, metric="cosine",
-                        random_state=3, n_jobs=1).fit_transform(x)
-    assert np.array_equal(reduce(x, seed=3), expected)
