@@ -182,6 +182,12 @@ def test_batching_and_order_do_not_change_vectors(ours):
     for length, padded in ((5, 8), (64, 64), (65, 96), (300, 320)):
         ids, mask = ours._batch([[7] * length, [7] * 3])
         assert ids.shape == mask.shape == (2, padded) and mask.sum(1).tolist() == [length, 3]
+    limit = ours.bert.config.max_position_embeddings
+    try:  # a model of 300 positions (our own checkpoints' block size): padded to 300, not 320
+        ours.bert.config.max_position_embeddings = 300
+        assert ours._batch([[7] * 290])[0].shape == (1, 300)
+    finally:
+        ours.bert.config.max_position_embeddings = limit
     for bad in (0, 2.5, "8", None):
         with pytest.raises(LlmlabError, match="batch_size must be a whole number of at least 1"):
             ours.encode(texts, batch_size=bad)
