@@ -275,6 +275,11 @@ class Index:
         """SQLite's write failures as one clear error each; what was committed before stays."""
         try:
             yield
+        except sqlite3.ProgrammingError as e:
+            raise LlmlabError(f"{self.path}: {e} (this Index was closed)") from None
+        except sqlite3.IntegrityError as e:
+            raise LlmlabError(f"{self.path}: another llmlab changed the same file in the index at the same moment "
+                              f"({e}); run again") from None
         except sqlite3.DatabaseError as e:
             text = str(e)
             if "readonly" in text or "read-only" in text:
@@ -362,8 +367,8 @@ class Index:
             vectors = iter(self.encoder().encode(texts, progress=big).numpy().astype(np.float32)) if texts else iter(())
             for name, digest, chunks in pending:
                 name_words = bm25_text(title(name))
-                with self.db:  # one transaction per document
-                    # the file's entry as it is now, inside this transaction: another run may have replaced it
+                with self.db:  # one transaction per document, holding the write lock from its first read:
+                    self.db.execute("BEGIN IMMEDIATE")  # the entry read here is the one replaced (another run's)
                     old = self.db.execute("SELECT id FROM docs WHERE path = ?", (name,)).fetchone()
                     if old is not None:
                         self._delete(old[0])
@@ -416,9 +421,11 @@ class Index:
             paths = self.gone()
             for path in paths:
                 with self.db:
-                    (doc,) = self.db.execute("SELECT id FROM docs WHERE path = ?", (path,)).fetchone()
-                    self._delete(doc)
-                    self.db.execute("DELETE FROM docs WHERE id = ?", (doc,))
+                    self.db.execute("BEGIN IMMEDIATE")
+                    row = self.db.execute("SELECT id FROM docs WHERE path = ?", (path,)).fetchone()
+                    if row is not None:  # (None: another run took it out meanwhile)
+                        self._delete(row[0])
+                        self.db.execute("DELETE FROM docs WHERE id = ?", (row[0],))
         self._vectors = None
         return len(paths)
 
@@ -441,6 +448,8 @@ class Index:
             raise LlmlabError(f"k must be at least 1, not {k}")
         try:
             return self._search(query, int(k), mode)
+        except sqlite3.ProgrammingError as e:
+            raise LlmlabError(f"{self.path}: {e} (this Index was closed)") from None
         except sqlite3.OperationalError as e:
             if "locked" in str(e) or "busy" in str(e):
                 raise LlmlabError(f"{self.path}: {self._reason(e)}") from None

@@ -604,3 +604,12 @@ def test_the_index_file_given_for_its_folder(corpus, tmp_path, capsys):
     assert f"a file, not an index folder: give its folder, {index}" in capsys.readouterr().err  # "no index here"
     assert main(["index", str(corpus), "--index", str(corpus / "tea.md"), "--quiet"]) == 2
     assert "tea.md: a file, not an index folder\n" in capsys.readouterr().err  # was "File exists"
+
+
+def test_a_closed_index_says_so(corpus, tmp_path):
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    index.close()
+    for action in (lambda: index.search("tea", k=1, mode="bm25"), lambda: index.add([("a.txt", "text")])):
+        with pytest.raises(LlmlabError, match="this Index was closed"):  # was "damaged ... --rebuild"
+            action()
