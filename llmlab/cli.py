@@ -705,22 +705,26 @@ def cmd_index(args) -> int:
     if not documents and skipped and not emptied:
         raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read (reasons above); nothing indexed")
     if args.rebuild:  # built beside the old index, which stays whole until the new one replaces it
-        fresh = target.with_name(INDEX_FILE + ".new")
-        for leftover in (fresh, fresh.with_name(fresh.name + "-journal")):  # of a rebuild that was interrupted
-            leftover.unlink(missing_ok=True)
-        index = Index(args.index, create=True, file=fresh.name)
+        from llmlab.apps.search import fresh_index, swap_in
+
+        index = fresh_index(args.index)
     index = index or Index(args.index, create=True)
-    report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
-    if args.prune:
-        report.removed += index.prune()
-        report.total_chunks = index.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-    elif gone := index.gone():  # e.g. a folder moved since: its files would be cited twice (old and new path)
-        print(f"llmlab: {len(gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. {gone[0]}; "
-              "--prune takes them out", file=sys.stderr)
-    if args.rebuild:
-        index.close()
-        target.with_name(INDEX_FILE + "-journal").unlink(missing_ok=True)  # the old file's: not the new one's
-        os.replace(fresh, target)
+    try:
+        report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
+        if args.prune:
+            report.removed += index.prune()
+            report.total_chunks = index.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        elif gone := index.gone():  # e.g. a folder moved since: its files would be cited twice (old and new path)
+            print(f"llmlab: {len(gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. {gone[0]}; "
+                  "--prune takes them out", file=sys.stderr)
+        if args.rebuild:
+            swap_in(index, target)
+    except BaseException:
+        if args.rebuild:  # an interrupted or failed rebuild leaves nothing behind; the old index stands
+            index.close()
+            for leftover in (index.path, index.path.with_name(index.path.name + "-journal")):
+                leftover.unlink(missing_ok=True)
+        raise
     if args.format == "json":
         _print_json(report.to_dict() | {"unreadable": skipped})
     else:

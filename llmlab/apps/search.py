@@ -179,6 +179,37 @@ def check_documents(documents: Iterable[tuple[str | Path, str]]) -> list[tuple[s
     return list(out.items())
 
 
+def fresh_index(directory: str | Path) -> "Index":
+    """A new, empty index in a file of its own in ``directory``, beside the index there (if any),
+    to take its place with `swap_in` once it is complete: a rebuild that fails leaves the old one."""
+    import tempfile
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=INDEX_FILE + ".new-", dir=directory)  # unique: two rebuilds never share
+    os.close(fd)  # (SQLite makes an empty file a database)
+    return Index(directory, create=True, file=Path(name).name)
+
+
+def swap_in(fresh: "Index", target: Path) -> None:
+    """Replace the index file ``target`` by ``fresh``'s, while holding the old one's write lock (a
+    writer to it finishes first). Index objects open on the old file go on reading it: reopen them."""
+    fresh.close()
+    old = None
+    if target.is_file():
+        old = sqlite3.connect(target, timeout=BUSY_SECONDS, isolation_level=None)
+        try:
+            old.execute("BEGIN EXCLUSIVE")
+        except sqlite3.DatabaseError:  # damaged, or not a database at all: nobody is writing it
+            old.close()
+            old = None
+    try:
+        target.with_name(target.name + "-journal").unlink(missing_ok=True)  # the old file's, never the new one's
+        os.replace(fresh.path, target)
+    finally:
+        if old is not None:
+            old.close()
+
+
 def _utf8(name: str) -> bool:
     """Whether ``name`` can be stored as text (a file name of bytes that are not UTF-8 holds surrogates)."""
     try:
