@@ -210,6 +210,13 @@ def swap_in(fresh: "Index", target: Path) -> None:
             old.close()
 
 
+def _below(path: str, root: str) -> bool:
+    """Whether ``path`` lies under the folder ``root`` and is not hidden there (a hidden file is
+    indexed only when named, so a run over its folder does not take it out)."""
+    prefix = root.rstrip("/\\") + os.sep
+    return path.startswith(prefix) and not any(part.startswith(".") for part in Path(path[len(prefix):]).parts)
+
+
 def _utf8(name: str) -> bool:
     """Whether ``name`` can be stored as text (a file name of bytes that are not UTF-8 holds surrogates)."""
     try:
@@ -432,7 +439,7 @@ class Index:
         """Remove the files indexed under ``folders`` that are not in ``present``; how many."""
         roots = [str(Path(f).resolve()) for f in folders]
         gone = [(doc, path) for doc, path in self.db.execute("SELECT id, path FROM docs")
-                if path not in present and any(path.startswith(root.rstrip("/\\") + os.sep) for root in roots)]
+                if path not in present and any(_below(path, root) for root in roots)]
         for doc, _ in gone:
             with self.db:
                 self._delete(doc)
@@ -633,8 +640,8 @@ def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | No
     for name, (f, explicit) in found.items():
         try:
             if not _utf8(name):
-                raise LlmlabError(f"{name.encode('utf-8', 'replace').decode()}: the file's name is not valid UTF-8 "
-                                  "(rename it)")
+                raise LlmlabError(f"{name.encode('utf-8', 'replace').decode()}: the file's name is not UTF-8 text "
+                                  "(rename the file)")
             documents.append((name, read_document(f, encoding)))
         except LlmlabError as e:
             if explicit or skipped is None:

@@ -528,8 +528,12 @@ def test_hidden_files_and_names_that_are_not_utf8(corpus, tmp_path, capsys):
     index = str(tmp_path / "ix")
     assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0
     captured = capsys.readouterr()
-    assert json.loads(captured.out)["indexed"] == 3 and "the file's name is not valid UTF-8 (rename it)" in captured.err
+    assert json.loads(captured.out)["indexed"] == 3 and "the file's name is not UTF-8 text (rename the file)" in \
+        captured.err and "--encoding" not in captured.err  # (the hint for contents in another encoding)
     assert main(["index", str(corpus / ".draft.md"), "--index", index, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["index", str(corpus), "--index", index, "--quiet", "--format", "json"]) == 0  # its folder again
+    assert json.loads(capsys.readouterr().out)["removed"] == 0  # a hidden file named once stays
     paths = {Path(h.path).name for h in Index(index).search("green tea", k=10)}
     assert ".draft.md" in paths and "notes.txt" not in paths
     with pytest.raises(LlmlabError, match="is not valid UTF-8"):
