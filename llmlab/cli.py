@@ -360,8 +360,10 @@ def cmd_chat(args) -> int:
                   f"{bundle.config.max_seq_len} tokens]", file=sys.stderr)
         if interactive and not as_json:
             sys.stdout.write("assistant> ")
+        shown: list[str] = []
         try:
             for piece in turn:
+                shown.append(piece)
                 if not as_json:
                     sys.stdout.write(piece)
                     sys.stdout.flush()
@@ -369,7 +371,10 @@ def cmd_chat(args) -> int:
             if not interactive:
                 raise
             _interrupts.clear()  # Ctrl-C stops this answer, not the chat (Ctrl-D or /exit ends it)
-            if index is not None and turn.completion.text.strip():  # as below: later turns see the question
+            said = "".join(shown)
+            if turn.completion is None and said.strip():  # pressed between two pieces: the turn recorded nothing
+                session.messages.append({"role": "assistant", "content": said})
+            if index is not None and said.strip():  # as below: later turns see the question, not the passages
                 session.messages[-2]["content"] = line
             print("\n[stopped]", file=sys.stderr)
             continue

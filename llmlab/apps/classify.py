@@ -278,13 +278,13 @@ def _choose_c(x, y: np.ndarray, folds: int, progress: bool) -> tuple[float, floa
     first of equals (what GridSearchCV(cv=folds) chooses), the fits run in parallel processes
     (a fit is single-threaded: 12 fits on 8,000 banking77 rows took 65 s one after another, 25 s
     on two cores) with a progress bar."""
-    from joblib import Parallel, delayed
+    from joblib import Parallel, cpu_count, delayed
     from sklearn.model_selection import StratifiedKFold
     from tqdm import tqdm
 
     splits = list(StratifiedKFold(n_splits=folds).split(x, y))
     fits = [(c, train, test) for c in C_GRID for train, test in splits]
-    workers = min(len(fits), os.cpu_count() or 1) if x.shape[0] >= 2000 else 1  # starting workers costs seconds
+    workers = min(len(fits), cpu_count()) if x.shape[0] >= 2000 else 1  # (small: workers cost more)
     jobs = Parallel(n_jobs=workers, return_as="generator")(
         delayed(_fold_accuracy)(x, y, c, train, test) for c, train, test in fits)
     scores = list(tqdm(jobs, total=len(fits), desc="choosing C", unit="fit", disable=not progress))
