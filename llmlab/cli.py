@@ -344,7 +344,7 @@ def cmd_chat(args) -> int:
         as_json = args.format == "json"
         if index is not None:  # retrieve for this message; below the threshold the model is not asked
             query = search_query(line, query)
-            sources, relevance = retrieve(index, query)
+            sources, relevance = retrieve(index, query, k=args.k)
             if relevance < RELEVANCE:
                 print(_json({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue
@@ -1228,6 +1228,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     ch.add_argument("--index", metavar="DIR", help="answer every message from this search index, citing the "
                     "passages (as `llmlab ask`)")
+    ch.add_argument("-k", type=_count, default=3, help="with --index: how many passages the model reads per "
+                    "message (default 3; more are cut shorter to fit the prompt)")
     ch.add_argument("--format", choices=["text", "json"], default="text",
                     help="json: one object per answered message ({user, assistant, prompt_tokens, ...}); "
                          "with --list-presets, a list of {name, prompt}")

@@ -174,6 +174,9 @@ def test_chat_with_index_follows_up(index, smollm2_model, monkeypatch, capsys):
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert docs[1]["user"] == "Who invented it?" and docs[1]["sources"][0]["path"].endswith("violin.txt")
     assert docs[2] == {"user": "Who invented it?", "assistant": NOT_FOUND, "found": False}  # /reset forgets
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the body of a violin made of?\n"))
+    assert main(["chat", "--index", str(index.directory), "-k", "1", "--max-new-tokens", "4", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["sources"]) == 1  # -k: passages per message (3 by default)
 
 
 def test_made_up_quotations_are_flagged():
