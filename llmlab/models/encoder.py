@@ -430,7 +430,7 @@ class SentenceEncoder(nn.Module):
         ids = self._ids(text)
         with torch.inference_mode():
             ids_t, mask = self._batch([ids])
-            hidden = self.bert(ids_t, mask)[0]  # (T, C)
+            hidden = self.bert(ids_t, mask)[0, :len(ids)]  # (T, C): the padding to a multiple of 8 left out
         return [self.tokenizer.id_to_token(i) for i in ids], hidden.float().cpu()
 
     def __repr__(self) -> str:
