@@ -187,3 +187,37 @@ def test_made_up_quotations_are_flagged():
     assert unsupported_quotes(answer, passages) == ["the only thing to fear is not fear itself",
                                                     "stretch of endless possibility"]
     assert unsupported_quotes("No quotes here.", passages) == []
+
+
+def test_ctrl_c_between_two_pieces_of_a_grounded_answer(index, smollm2_model, monkeypatch, capsys):
+    """Pressed while the terminal is written (the answer's generator paused, so it records nothing): what
+    was shown stays in the conversation, with the question, not its passages (it was a traceback)."""
+    import sys
+
+    import llmlab.weights.registry
+    from llmlab.generate import ChatSession
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    sessions = []
+    send = ChatSession.send
+    monkeypatch.setattr(ChatSession, "send", lambda self, text: sessions.append(self) or send(self, text))
+    monkeypatch.setattr(llmlab.weights.registry, "load_decoder", lambda *a, **k: smollm2_model)
+    monkeypatch.setattr("sys.stdin", Terminal("What is the body of a violin made of?\n"))
+    flush, flushes = sys.stdout.flush, []
+
+    def pressed():  # Ctrl-C while the third piece is flushed to the terminal
+        flushes.append(1)
+        if len(flushes) == 3:
+            raise KeyboardInterrupt
+        flush()
+
+    monkeypatch.setattr(sys.stdout, "flush", pressed)
+    assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "24"]) == 0
+    assert "[stopped]" in capsys.readouterr().err
+    session = sessions[0]
+    assert all(s is session for s in sessions)
+    assert [m["role"] for m in session.messages] == ["user", "assistant"]
+    assert session.messages[0]["content"] == "What is the body of a violin made of?" and session.messages[1]["content"]
