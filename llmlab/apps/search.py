@@ -313,25 +313,27 @@ class Index:
         """SQLite's write failures as one clear error each; what was committed before stays."""
         try:
             yield
-        except sqlite3.ProgrammingError as e:
-            raise LlmlabError(f"{self.path}: {e} (this Index was closed)") from None
-        except sqlite3.IntegrityError as e:
-            raise LlmlabError(f"{self.path}: another llmlab changed the same file in the index at the same moment "
-                              f"({e}); run again") from None
         except sqlite3.DatabaseError as e:
-            text = str(e)
-            if "readonly" in text or "read-only" in text:
-                raise LlmlabError(f"{self.path}: the index is read-only here; {read_only}") from None
-            if "full" in text:
-                raise LlmlabError(f"{self.path}: the disk is full; the files indexed before that are kept (the "
-                                  "index is whole): free some space and run `llmlab index` again") from None
-            if "locked" in text or "busy" in text:
-                raise LlmlabError(f"{self.path}: {self._reason(e)}") from None
-            raise LlmlabError(self._damaged(e)) from None
+            raise self._failure(e, read_only) from None
 
-    def _damaged(self, e: Exception) -> str:
-        return (f"{self.path}: the index is damaged ({type(e).__name__}: {e}); build it again with "
-                "`llmlab index PATH... --index DIR --rebuild`")
+    def _failure(self, e: Exception, read_only: str = "") -> LlmlabError:
+        """An SQLite error (or vectors that do not parse) as the one-line error a user acts on."""
+        text = str(e)
+        if isinstance(e, sqlite3.ProgrammingError):
+            return LlmlabError(f"{self.path}: {e} (this Index was closed)")
+        if isinstance(e, sqlite3.IntegrityError):
+            return LlmlabError(f"{self.path}: another llmlab changed the same file in the index at the same moment "
+                               f"({e}); run again")
+        if isinstance(e, sqlite3.OperationalError):
+            if "readonly" in text or "read-only" in text:
+                return LlmlabError(f"{self.path}: the index is read-only here; {read_only}")
+            if "full" in text:
+                return LlmlabError(f"{self.path}: the disk is full; the files indexed before that are kept (the "
+                                   "index is whole): free some space and run `llmlab index` again")
+            if "locked" in text or "busy" in text:
+                return LlmlabError(f"{self.path}: {self._reason(e)}")
+        return LlmlabError(f"{self.path}: the index is damaged ({type(e).__name__}: {e}); build it again with "
+                           "`llmlab index PATH... --index DIR --rebuild`")
 
     def __repr__(self) -> str:
         try:
@@ -486,14 +488,8 @@ class Index:
             raise LlmlabError(f"k must be at least 1, not {k}")
         try:
             return self._search(query, int(k), mode)
-        except sqlite3.ProgrammingError as e:
-            raise LlmlabError(f"{self.path}: {e} (this Index was closed)") from None
-        except sqlite3.OperationalError as e:
-            if "locked" in str(e) or "busy" in str(e):
-                raise LlmlabError(f"{self.path}: {self._reason(e)}") from None
-            raise LlmlabError(self._damaged(e)) from None
-        except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # vectors cut short, rows missing...
-            raise LlmlabError(self._damaged(e)) from None
+        except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # busy, closed; vectors cut short, rows missing
+            raise self._failure(e) from None
 
     @contextmanager
     def _snapshot(self):
