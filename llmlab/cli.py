@@ -689,7 +689,9 @@ def cmd_topics(args) -> int:
 
 # --- llmlab index / search ----------------------------------------------------------------
 def cmd_index(args) -> int:
-    from llmlab.apps.search import INDEX_FILE, Index, check_chunking, read_documents
+    from contextlib import nullcontext
+
+    from llmlab.apps.search import INDEX_FILE, Index, check_chunking, read_documents, rebuilding
 
     if args.chunk_tokens is not None:  # refused before any file is read or the index is made
         check_chunking(args.chunk_tokens, args.overlap or 0)
@@ -709,27 +711,15 @@ def cmd_index(args) -> int:
               "UTF-8 files are still read as UTF-8", file=sys.stderr)
     if not documents and skipped and not emptied:
         raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read (reasons above); nothing indexed")
-    if args.rebuild:  # built beside the old index, which stays whole until the new one replaces it
-        from llmlab.apps.search import fresh_index, swap_in
-
-        index = fresh_index(args.index)
-    index = index or Index(args.index, create=True)
-    try:
+    # --rebuild: built beside the old index, which stays whole until the new one replaces it
+    with rebuilding(args.index) if args.rebuild else nullcontext(index or Index(args.index, create=True)) as index:
         report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
         if args.prune:
             report.removed += index.prune()
-            report.total_chunks = index.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            report.total_chunks = index.chunk_count()
         elif gone := index.gone():  # e.g. a folder moved since: its files would be cited twice (old and new path)
             print(f"llmlab: {len(gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. {gone[0]}; "
                   "--prune takes them out", file=sys.stderr)
-        if args.rebuild:
-            swap_in(index, target)
-    except BaseException:
-        if args.rebuild:  # an interrupted or failed rebuild leaves nothing behind; the old index stands
-            index.close()
-            for leftover in (index.path, index.path.with_name(index.path.name + "-journal")):
-                leftover.unlink(missing_ok=True)
-        raise
     if args.format == "json":
         _print_json(report.to_dict() | {"unreadable": skipped})
     else:

@@ -179,15 +179,25 @@ def check_documents(documents: Iterable[tuple[str | Path, str]]) -> list[tuple[s
     return list(out.items())
 
 
-def fresh_index(directory: str | Path) -> "Index":
-    """A new, empty index in a file of its own in ``directory``, beside the index there (if any),
-    to take its place with `swap_in` once it is complete: a rebuild that fails leaves the old one."""
+@contextmanager
+def rebuilding(directory: str | Path):
+    """A new, empty `Index` in a file of its own in ``directory``, beside the index there (if any),
+    which it replaces when the block ends normally (`swap_in`); if the block fails or is
+    interrupted, the new file is removed and the old index stands as it was."""
     import tempfile
 
     Path(directory).mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=INDEX_FILE + ".new-", dir=directory)  # unique: two rebuilds never share
     os.close(fd)  # (SQLite makes an empty file a database)
-    return Index(directory, create=True, file=Path(name).name)
+    fresh = Index(directory, create=True, file=Path(name).name)
+    try:
+        yield fresh
+    except BaseException:
+        fresh.close()
+        for leftover in (fresh.path, fresh.path.with_name(fresh.path.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        raise
+    swap_in(fresh, Path(directory) / INDEX_FILE)
 
 
 def swap_in(fresh: "Index", target: Path) -> None:
@@ -434,8 +444,7 @@ class Index:
                 flush()
         flush()
         self._vectors = None
-        total = self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        return IndexReport(len(documents), indexed, unchanged, removed, written, total)
+        return IndexReport(len(documents), indexed, unchanged, removed, written, self.chunk_count())
 
     def _remove_missing(self, folders: list[str | Path], present: set[str]) -> int:
         """Remove the files indexed under ``folders`` that are not in ``present``; how many."""
@@ -454,6 +463,9 @@ class Index:
         only; names that are not paths (ids given from Python) are never gone."""
         return [path for (path,) in self.db.execute("SELECT path FROM docs ORDER BY path")
                 if os.path.isabs(path) and not os.path.isfile(path)]
+
+    def chunk_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
     def prune(self) -> int:
         """Take out every file `gone` lists, so that search never cites it; how many."""
