@@ -422,11 +422,7 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
     shots = [turn for texts, name in NAME_SHOTS for turn in (ask(texts), {"role": "assistant", "content": name})]
     prompts = [tok.encode(template.render([*shots, ask(topic.representatives)])) for topic in found]
     # every prompt begins with the same instructions and examples: read once, not once per topic
-    n = next((i for i, ids in enumerate(zip(*prompts)) if len(set(ids)) > 1), min(map(len, prompts), default=0))
-    shared = None
-    if len(prompts) > 1 and n >= 32:
-        n = min(n, min(map(len, prompts)) - 1)  # each prompt keeps a token of its own to read
-        shared = PromptCache(decoder.model, prompts[0][:n], max(map(len, prompts)) + config.max_new_tokens)
+    shared = PromptCache.common(decoder.model, prompts, config.max_new_tokens)
     names: list[str | None] = []
     for prompt in tqdm(prompts, desc="naming", unit="topic", disable=not progress):
         answer = complete(decoder.model, tok, prompt, config, prefix=shared)

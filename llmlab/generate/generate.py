@@ -110,6 +110,17 @@ class PromptCache:
             model(torch.tensor([self.ids]), cache=self.cache, last_only=True)
         self.length = self.cache.length
 
+    @classmethod
+    def common(cls, model, prompts: list[list[int]], max_new_tokens: int, least: int = 32) -> "PromptCache | None":
+        """The cache of the beginning ``prompts`` all share, when there are several and it is at least
+        ``least`` tokens (less saves nothing); each prompt keeps at least one token of its own to read."""
+        if len(prompts) < 2:
+            return None
+        shortest = min(map(len, prompts))
+        n = next((i for i, ids in enumerate(zip(*prompts)) if len(set(ids)) > 1), shortest)
+        n = min(n, shortest - 1)
+        return cls(model, prompts[0][:n], max(map(len, prompts)) + max_new_tokens) if n >= least else None
+
     def fits(self, prompt_ids: list[int], max_new_tokens: int) -> bool:
         """Whether ``prompt_ids`` start with the prefix, go on after it, and fit with ``max_new_tokens``."""
         n = len(self.ids)

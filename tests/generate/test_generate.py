@@ -114,3 +114,7 @@ def test_a_prompt_cache_reads_the_shared_beginning_once(smollm2_model, monkeypat
     read.clear()
     complete(model, tok, other, config, prefix=shared)
     assert read[0] == len(other)
+    common = PromptCache.common(model, prompts, 8)  # the longest shared beginning ("...\nMessages: " too)
+    assert n < len(common.ids) < min(map(len, prompts)) and all(p[:len(common.ids)] == common.ids for p in prompts)
+    assert prompts[0][len(common.ids)] != prompts[1][len(common.ids)]
+    assert PromptCache.common(model, prompts[:1], 8) is None and PromptCache.common(model, [other, *prompts], 8) is None
