@@ -405,6 +405,7 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
     from tqdm import tqdm
 
     from llmlab.generate import ChatTemplate, GenerationConfig, PromptCache, complete
+    from llmlab.nn.quantized import float_weights
 
     if decoder is None:
         from llmlab.apps.bundled import chat_decoder
@@ -421,12 +422,13 @@ def llm_names(found: list[Topic], decoder=None, progress: bool = False) -> list[
 
     shots = [turn for texts, name in NAME_SHOTS for turn in (ask(texts), {"role": "assistant", "content": name})]
     prompts = [tok.encode(template.render([*shots, ask(topic.representatives)])) for topic in found]
-    # every prompt begins with the same instructions and examples: read once, not once per topic
-    shared = PromptCache.common(decoder.model, prompts, config.max_new_tokens)
     names: list[str | None] = []
-    for prompt in tqdm(prompts, desc="naming", unit="topic", disable=not progress):
-        answer = complete(decoder.model, tok, prompt, config, prefix=shared)
-        names.append(None if answer.finish_reason == "length" else _clean_name(answer.text) or None)
+    with float_weights(decoder.model):  # many short prompts: the int4 weights dequantized once, not per prompt
+        # every prompt begins with the same instructions and examples: read once, not once per topic
+        shared = PromptCache.common(decoder.model, prompts, config.max_new_tokens)
+        for prompt in tqdm(prompts, desc="naming", unit="topic", disable=not progress):
+            answer = complete(decoder.model, tok, prompt, config, prefix=shared)
+            names.append(None if answer.finish_reason == "length" else _clean_name(answer.text) or None)
     return _distinct(names, found)
 
 

@@ -12,12 +12,18 @@ bfloat16 rounding of s and m remains). For a few rows (generating) the matmul is
 PyTorch's CPU kernel ``torch._weight_int8pack_mm`` (activations in bfloat16, accumulated
 in float32, returned in bfloat16; the output head refines its top 64 in float32); for many
 rows (a prompt) arithmetic dominates, so the weight is dequantized and multiplied in float32.
+Dequantizing costs about as much as the matmul for a prompt of a few dozen tokens, so a job
+that reads many short prompts (classifying texts one by one) can hold the float32 weights for
+its duration: ``with float_weights(model): ...`` gives the same numbers, faster, for the memory
+of the float32 model.
 The attention and MLP blocks also fuse their input projections (q/k/v, gate/up) into one
 matmul each, since at one token per step the fixed cost of each call matters as much as its size.
 
 The float32 modules stay the reference: these are built from them and tested close to
 them (tests/nn/test_blocks.py); the benchmark reports the perplexity cost (bench/models.py).
 """
+
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -50,11 +56,19 @@ class Int8Linear(nn.Module):
                 scale[start:start + rows_per_chunk] = s
         self.register_buffer("weight_int8", q)  # (out, in)
         self.register_buffer("scale", scale.to(torch.bfloat16))  # (out,)
+        self.keep, self.held = False, None  # within `float_weights`: keep the float32 weight once made
+
+    def dequantize(self) -> torch.Tensor:
+        """The float32 weight (out, in): q * scale."""
+        return self.weight_int8.float().mul_(self.scale.float()[:, None])
+
+    def dense(self) -> torch.Tensor:
+        return _dense(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > 16:  # many rows (a prompt): compute-bound, so dequantize and use float32 matmul
-            return F.linear(x, self.weight_int8.float() * self.scale.float()[:, None])
+            return F.linear(x, self.dense())
         y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()  # (n, out)
         if self.refine:
             top = y.topk(min(self.refine, self.out_features), dim=-1).indices  # (n, k)
@@ -86,21 +100,57 @@ class Int4Linear(nn.Module):
         # the kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale
         scale_zero = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1)  # (K/group, N, 2)
         self.register_buffer("scale_zero", scale_zero.contiguous().to(torch.bfloat16))
+        self.keep, self.held = False, None  # within `float_weights`: keep the float32 weight once made
 
     def dequantize(self) -> torch.Tensor:
-        """The float32 weight (N, K) back from the packed codes."""
+        """The float32 weight (N, K) back from the packed codes: (q - 8) * scale + zero, each step
+        in place on one float32 buffer (a prompt pays for this on every call, so it is kept to
+        three passes over the weight)."""
         N, K = self.out_features, self.in_features
         b = self.weight_int4.reshape(N // 64, K, 32)  # the CPU packing: 64 rows per block, rows i and i+32 per byte
-        q = torch.cat([b & 0xF, b >> 4], dim=-1).permute(0, 2, 1).reshape(N, K // self.group, self.group)
-        scale, zero = self.scale_zero.float().transpose(0, 1).unbind(-1)  # (N, K/group) each
-        return ((q.float() - 8) * scale[..., None] + zero[..., None]).view(N, K)
+        w = torch.empty(N // 64, 64, K)
+        w[:, :32] = ((b & 0xF).view(torch.int8) - 8).transpose(1, 2)  # q - 8 is exact in int8
+        w[:, 32:] = ((b >> 4).view(torch.int8) - 8).transpose(1, 2)
+        scale, zero = self.scale_zero.float().transpose(0, 1).unsqueeze(-1).unbind(-2)  # (N, K/group, 1) each
+        w = w.view(N, K // self.group, self.group)
+        return w.mul_(scale.contiguous()).add_(zero.contiguous()).view(N, K)
+
+    def dense(self) -> torch.Tensor:
+        return _dense(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > 16:
-            return F.linear(x, self.dequantize())
+            return F.linear(x, self.dense())
         y = torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.weight_int4, self.group, self.scale_zero)
         return y.float().view(*x.shape[:-1], self.out_features)
+
+
+def _dense(layer) -> torch.Tensor:
+    """The float32 weight of an int8 / int4 layer for a prompt: made on each call, or once while kept."""
+    if not layer.keep:
+        return layer.dequantize()
+    if layer.held is None:
+        layer.held = layer.dequantize()
+    return layer.held
+
+
+@contextmanager
+def float_weights(model: nn.Module):
+    """Within the block, the int8 / int4 layers of ``model`` keep the float32 weight they
+    dequantize for a prompt (more than 16 rows) instead of making it again on every call: the
+    same results, faster for many short prompts, for the memory of those weights (about 430 MB
+    for SmolLM2-135M's blocks; the output head only if it reads prompts whole) until the block
+    ends. Generating token by token is unchanged. Nested blocks share the weights; a float32
+    model passes through untouched."""
+    layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear)) and not m.keep]
+    try:
+        for layer in layers:
+            layer.keep = True
+        yield model
+    finally:
+        for layer in layers:
+            layer.keep, layer.held = False, None
 
 
 class Int8Embedding(nn.Module):

@@ -131,9 +131,46 @@ def test_int4_holds_q4_1_style_weights_without_loss():
     many = torch.randn(40, 128)  # more than 16 rows: the dequantize + float32 path
     assert (lin(x) - x @ w.T).norm() / (x @ w.T).norm() < 0.01
     torch.testing.assert_close(lin(many), many @ lin.dequantize().T)
+    # the unpacking reads the CPU kernel's layout: the codes come back exactly, in their rows and groups
+    scale, zero = lin.scale_zero.float().transpose(0, 1).unbind(-1)  # (128, 4) each
+    assert torch.equal(lin.dequantize(), ((q.float() - 8) * scale[..., None] + zero[..., None]).view(128, 128))
     attn, mlp = Attention(dim=64, n_heads=4, n_kv_heads=2, head_dim=16), SwiGLU(64, 128)
     x = torch.randn(2, 6, 64)
     for ref, fast in ((attn, QuantizedAttention(attn, "int4")), (mlp, QuantizedSwiGLU(mlp, "int4"))):
         with torch.no_grad():
             # random uniform weights at 4 bits: ~7% noise per matmul, two matmuls in a row
             assert (fast(x) - ref(x)).norm() / ref(x).norm() < 0.15
+
+
+def test_float_weights_gives_the_same_prompt_outputs_and_lets_go():
+    from llmlab.nn.quantized import QuantizedAttention, QuantizedSwiGLU, float_weights
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(QuantizedSwiGLU(SwiGLU(64, 128), "int4"), QuantizedSwiGLU(SwiGLU(64, 128), "int8"))
+    attn = QuantizedAttention(Attention(dim=64, n_heads=4, n_kv_heads=2, head_dim=16), "int4")
+    prompt, step = torch.randn(1, 40, 64), torch.randn(1, 1, 64)  # 40 rows: the dequantizing path
+    with torch.no_grad():
+        before, before_step, before_attn = model(prompt), model(step), attn(prompt)
+        with float_weights(model):
+            assert all(m.keep for m in model.modules() if hasattr(m, "held"))
+            with float_weights(model):  # nested: shares the weights, and the outer block keeps them
+                pass
+            assert all(m.keep for m in model.modules() if hasattr(m, "held"))
+            assert torch.equal(model(prompt), before)
+            assert torch.equal(model(step), before_step)  # a token at a time: still the int kernels
+            assert all(m.held is not None for m in model.modules() if hasattr(m, "held"))  # made once used
+            held = model[0].down_proj.held
+            assert torch.equal(model(prompt), before) and model[0].down_proj.held is held  # and not made again
+            assert not attn.qkv_proj.keep and attn.qkv_proj.held is None  # only the model named is touched
+        assert all(m.held is None for m in model.modules() if hasattr(m, "held"))
+        try:
+            with float_weights(model):
+                model(prompt)
+                raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            pass
+        assert all(m.held is None for m in model.modules() if hasattr(m, "held"))  # released on the way out
+        assert torch.equal(attn(prompt), before_attn)
+        dense = SwiGLU(64, 128)
+        with float_weights(dense) as same:  # a float32 model passes through
+            assert same is dense
