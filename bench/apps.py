@@ -134,8 +134,9 @@ def search_bench(data: Path) -> dict:
             for q in qrels:
                 seen = []
                 for hit in index.search(queries[q], k=300, mode=mode):  # chunks -> documents, best first
-                    if hit.path not in seen:
-                        seen.append(hit.path)
+                    for path in [hit.path, *(place["path"] for place in hit.also)]:  # a text in several documents
+                        if path not in seen:
+                            seen.append(path)
                 ranked[q] = seen
             out[f"llmlab_{mode}"] = ndcg_recall(ranked, qrels)
 

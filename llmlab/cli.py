@@ -757,7 +757,15 @@ def cmd_search(args) -> int:
         print(f"query: {query}   [{args.mode}; score: {SCORE_KINDS[args.mode]}]")
         for rank, h in enumerate(hits, start=1):
             print(f"{rank:2d}. [{h.score:.4f}] {h.path} (chunk {h.chunk})\n    {snippet(h.text, query)}")
+            if h.also:
+                print(f"    the same passage is also in {_places(h.also)}")
     return 0
+
+
+def _places(places: list[dict], shown: int = 3) -> str:
+    """'b.md (chunk 0), c.md (chunk 2) and 4 more places'."""
+    named = ", ".join(f"{p['path']} (chunk {p['chunk']})" for p in places[:shown])
+    return named + (f" and {len(places) - shown} more places" if len(places) > shown else "")
 
 
 # --- llmlab ask / inspect -------------------------------------------------------------------
@@ -780,6 +788,8 @@ def _print_sources(sources, citations: list[int], invalid: list[int], attributed
         cut = ", cut to fit the prompt" if s.trimmed else ""
         print(f"{mark}[{s.n}] {s.path} (chunk {s.chunk}, score {s.score:.4f}{cut})\n     "
               f"{snippet(s.text, query, 200)}")
+        if getattr(s, "also", None):
+            print(f"     the same passage is also in {_places(s.also)}")
 
 
 def cmd_ask(args) -> int:

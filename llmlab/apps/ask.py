@@ -75,6 +75,7 @@ class Source:
     score: float  # the search mode's score (hybrid: reciprocal-rank fusion; dense: cosine; bm25: BM25)
     text: str  # as shown to the model
     trimmed: bool = False  # cut to fit the prompt
+    also: list[dict] = field(default_factory=list)  # {"path", "chunk"} of the same text in other places
 
     def to_dict(self) -> dict:
         """The passage as plain JSON values."""
@@ -154,7 +155,7 @@ def retrieve(index, question: str, k: int = 3, mode: str = "hybrid") -> tuple[li
     hits = index.search(question, k=k, mode=mode)
     best = hits if mode == "dense" else index.search(question, k=1, mode="dense")
     relevance = best[0].score if best else 0.0
-    return [Source(n, h.path, h.chunk, h.score, h.text) for n, h in enumerate(hits, start=1)], relevance
+    return [Source(n, h.path, h.chunk, h.score, h.text, also=h.also) for n, h in enumerate(hits, start=1)], relevance
 
 
 def search_query(message: str, previous: str | None = None) -> str:

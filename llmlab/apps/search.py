@@ -20,6 +20,9 @@ Search modes:
   query (猫) finds the character inside longer runs too.
 - ``hybrid``: reciprocal rank fusion, ``sum 1 / (60 + rank)`` over the top 100 of both
   (Cormack et al. 2009): meaning from the vectors, exact words from BM25.
+A passage found in several places (a file copied under another name, a shared boilerplate
+paragraph) is one hit, at its best rank, listing the other places in ``Hit.also``: k hits are
+k different passages.
 Tests: tests/apps/test_search.py.
 """
 
@@ -32,7 +35,7 @@ import sqlite3
 import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +80,7 @@ class Hit:
     chunk: int
     score: float
     text: str
+    also: list[dict] = field(default_factory=list)  # {"path", "chunk"} of the same text in other places
 
     def to_dict(self) -> dict:
         """The hit as plain JSON values."""
@@ -521,17 +525,26 @@ class Index:
         with self._snapshot():
             if self._empty():
                 raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
-            if mode == "dense":
-                ranked = self._dense(query, k)
-            elif mode == "bm25":
-                ranked = self._bm25(query, k)
-            else:
-                fused: dict[int, float] = {}
-                for ranking in (self._dense(query, 100), self._bm25(query, 100)):
-                    for rank, (cid, _) in enumerate(ranking):
-                        fused[cid] = fused.get(cid, 0.0) + 1 / (60 + rank + 1)
-                ranked = sorted(fused.items(), key=lambda kv: -kv[1])[:k]
-            return self._hits(ranked)
+            depth, fusing = k, 100
+            while True:  # k different passages: look deeper while copies of one fill the list
+                ranked = self._ranked(query, depth, mode, fusing)
+                hits = _collapse(self._hits(ranked))
+                if len(hits) >= k or len(ranked) < depth:
+                    return hits[:k]
+                depth *= 4
+                fusing = max(fusing, depth)
+
+    def _ranked(self, query: str, depth: int, mode: str, fusing: int = 100) -> list[tuple[int, float]]:
+        """The best ``depth`` (chunk id, score) pairs, best first; hybrid fuses the top ``fusing`` of each."""
+        if mode == "dense":
+            return self._dense(query, depth)
+        if mode == "bm25":
+            return self._bm25(query, depth)
+        fused: dict[int, float] = {}
+        for ranking in (self._dense(query, fusing), self._bm25(query, fusing)):
+            for rank, (cid, _) in enumerate(ranking):
+                fused[cid] = fused.get(cid, 0.0) + 1 / (60 + rank + 1)
+        return sorted(fused.items(), key=lambda kv: -kv[1])[:depth]
 
     def _empty(self) -> bool:
         return self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None
@@ -587,6 +600,17 @@ class Index:
             f"SELECT chunks.id, docs.path, chunks.n, chunks.text FROM chunks JOIN docs ON docs.id = chunks.doc "
             f"WHERE chunks.id IN ({marks})", [cid for cid, _ in ranked])}
         return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
+
+
+def _collapse(hits: list[Hit]) -> list[Hit]:
+    """``hits`` with each text once, where it ranks best; its other places in ``also``."""
+    first: dict[str, Hit] = {}
+    for hit in hits:
+        if hit.text in first:
+            first[hit.text].also.append({"path": hit.path, "chunk": hit.chunk})
+        else:
+            first[hit.text] = hit
+    return list(first.values())
 
 
 SCORE_KINDS = {"dense": "cosine similarity of MiniLM vectors", "bm25": "BM25",

@@ -130,7 +130,7 @@ def test_cli_json_and_chat_with_index(index, smollm2_model, monkeypatch, capsys)
     assert doc["unsupported_quotes"] == unsupported_quotes(doc["answer"], [s["text"] for s in doc["sources"]])
     assert doc["found"] is True and doc["relevance"] >= RELEVANCE
     assert [s["n"] for s in doc["sources"]] == [1, 2] and set(doc["sources"][0]) == {"n", "path", "chunk", "score",
-                                                                                        "text", "trimmed"}
+                                                                                        "text", "trimmed", "also"}
     assert doc["sources"][0]["path"].endswith("bread.md") and all(n in (1, 2) for n in doc["citations"])
 
     assert main(["ask", "What is the capital of Peru?", "--index", str(index.directory), "--format", "json"]) == 0

@@ -567,7 +567,8 @@ def test_a_moved_folder_is_said_and_pruned(corpus, tmp_path, capsys):
     assert main(["index", str(moved), "--index", index, "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "3 indexed file(s) are no longer on disk (moved or deleted)" in err and "--prune" in err
-    assert {Path(h.path).parent.name for h in Index(index).search("green tea", k=10)} == {"docs", "moved", ""}
+    hits = Index(index).search("green tea", k=10)  # each passage twice: once as a hit, once in its `also`
+    assert {Path(p).parent.name for h in hits for p in [h.path, *(a["path"] for a in h.also)]} == {"docs", "moved", ""}
     assert main(["index", str(moved), "--index", index, "--quiet", "--prune", "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["removed"] == 3 and "no longer on disk" not in err
@@ -617,3 +618,26 @@ def test_a_closed_index_says_so(corpus, tmp_path):
     for action in (lambda: index.search("tea", k=1, mode="bm25"), lambda: index.add([("a.txt", "text")])):
         with pytest.raises(LlmlabError, match="this Index was closed"):  # was "damaged ... --rebuild"
             action()
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_a_passage_in_several_files_is_one_hit(corpus, tmp_path, capsys, mode):
+    for copy in ("paris (copy).txt", "backup/paris.txt"):  # the same text under other names
+        (corpus / copy).parent.mkdir(exist_ok=True)
+        (corpus / copy).write_text(FILES["paris.txt"], encoding="utf-8")
+    index = Index(tmp_path / "ix", create=True)
+    index.add(read_documents([corpus]))
+    hits = index.search("Eiffel Tower in the capital of France", k=3, mode=mode)
+    texts = [h.text for h in hits]
+    assert len(set(texts)) == len(hits) == (2 if mode == "bm25" else 3)  # different passages (BM25: those with a word)
+    paris = hits[texts.index(FILES["paris.txt"])]
+    places = [paris.path] + [p["path"] for p in paris.also]
+    assert sorted(Path(p).name for p in places) == ["paris (copy).txt", "paris.txt", "paris.txt"]
+    assert len(set(places)) == 3 and all(p["chunk"] == 0 for p in paris.also)
+    assert sum(bool(h.also) for h in hits) == 1 and paris.to_dict()["also"] == paris.also
+    # fewer different passages than k: all of them, once each
+    every = index.search("Eiffel Tower capital green tea python", k=10, mode=mode)
+    assert sorted(h.text for h in every) == sorted(FILES.values())
+    main(["search", "Eiffel Tower", "--index", str(tmp_path / "ix"), "-k", "2", "--mode", mode])
+    out = capsys.readouterr().out
+    assert out.count("the same passage is also in") == 1 and "paris (copy).txt (chunk 0)" in out
