@@ -343,8 +343,16 @@ def cmd_chat(args) -> int:
             continue
         as_json = args.format == "json"
         if index is not None:  # retrieve for this message; below the threshold the model is not asked
-            query = search_query(line, query)
-            sources, relevance = retrieve(index, query, k=args.k)
+            try:
+                searched = search_query(line, query)
+                sources, relevance = retrieve(index, searched, k=args.k)
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                _interrupts.clear()  # Ctrl-C while searching: this message is dropped, the chat goes on
+                print("[stopped]", file=sys.stderr)
+                continue
+            query = searched
             if relevance < RELEVANCE:
                 print(_json({"user": line, "assistant": NOT_FOUND, "found": False}) if as_json else NOT_FOUND)
                 continue
@@ -382,7 +390,14 @@ def cmd_chat(args) -> int:
         cites = None
         if index is not None:
             session.messages[-2]["content"] = line  # later turns see the question, not its passages
-            cites = citations(c.text, sources, index.encoder())
+            try:
+                cites = citations(c.text, sources, index.encoder())
+            except KeyboardInterrupt:
+                if not interactive:
+                    raise
+                _interrupts.clear()  # Ctrl-C while matching citations: the answer stands, its sources are not listed
+                print("\n[stopped before the sources]", file=sys.stderr)
+                continue
         if as_json:
             doc = {"user": line, "assistant": c.text, "prompt_tokens": c.prompt_tokens, "new_tokens": len(c.ids),
                    "finish_reason": c.finish_reason, "dropped_turns": turn.dropped}

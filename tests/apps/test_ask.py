@@ -221,3 +221,48 @@ def test_ctrl_c_between_two_pieces_of_a_grounded_answer(index, smollm2_model, mo
     assert all(s is session for s in sessions)
     assert [m["role"] for m in session.messages] == ["user", "assistant"]
     assert session.messages[0]["content"] == "What is the body of a violin made of?" and session.messages[1]["content"]
+
+
+def test_ctrl_c_while_searching_or_citing_stops_that_turn_not_the_chat(index, smollm2_model, monkeypatch, capsys):
+    """It ended the chat (exit 130) when pressed outside the answer's own generation."""
+    import sys
+
+    import llmlab.weights.registry
+    from llmlab.generate import ChatSession
+
+    ask_module = sys.modules["llmlab.apps.ask"]
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    sessions, searched = [], []
+    send = ChatSession.send
+    monkeypatch.setattr(ChatSession, "send", lambda self, text: sessions.append(self) or send(self, text))
+    monkeypatch.setattr(llmlab.weights.registry, "load_decoder", lambda *a, **k: smollm2_model)
+    retrieve, citations = ask_module.retrieve, ask_module.citations
+
+    def slow_search(index, query, k=3, mode="hybrid"):
+        searched.append(query)
+        if len(searched) == 1:
+            raise KeyboardInterrupt  # pressed while the first message is searched
+        return retrieve(index, query, k=k, mode=mode)
+
+    def slow_citations(*args, **kwargs):
+        if len(searched) == 3:
+            raise KeyboardInterrupt  # pressed while the third answer's citations are matched
+        return citations(*args, **kwargs)
+
+    monkeypatch.setattr(ask_module, "retrieve", slow_search)
+    monkeypatch.setattr(ask_module, "citations", slow_citations)
+    questions = ["What is the body of a violin made of?", "How is sourdough bread leavened?", "and its crust?"]
+    monkeypatch.setattr("sys.stdin", Terminal("".join(q + "\n" for q in questions)))
+    assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "16"]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("[stopped]") == 1 and err.count("[stopped before the sources]") == 1
+    # the stopped search is forgotten: the next question is searched on its own, not as its follow-up
+    assert searched[1] == questions[1] and questions[1] in searched[2] and questions[0] not in searched[2]
+    assert out.count("cites: ") + out.count("the answer matches none") == 1  # sources of the second answer only
+    session = sessions[0]
+    assert [m["role"] for m in session.messages] == ["user", "assistant"] * 2
+    assert [m["content"] for m in session.messages[::2]] == questions[1:]
