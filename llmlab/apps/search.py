@@ -206,7 +206,7 @@ def rebuilding(directory: str | Path):
 
 def swap_in(fresh: "Index", target: Path) -> None:
     """Replace the index file ``target`` by ``fresh``'s, while holding the old one's write lock (a
-    writer to it finishes first). Index objects open on the old file go on reading it: reopen them."""
+    writer to it finishes first). Index objects open on the old file move to the new one at their next call."""
     fresh.close()
     old = None
     if target.is_file():
@@ -231,6 +231,15 @@ def _below(path: str, root: str) -> bool:
     return path.startswith(prefix) and not any(part.startswith(".") for part in Path(path[len(prefix):]).parts)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``path``, None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _utf8(name: str) -> bool:
     """Whether ``name`` can be stored as text (a file name of bytes that are not UTF-8 holds surrogates)."""
     try:
@@ -245,7 +254,8 @@ class Index:
 
     Each search reads the index as it is on disk at that moment, in one read transaction: files
     added or removed by this object, another one or another process (`llmlab index`) are seen
-    by every mode, however long this object has been open."""
+    by every mode, however long this object has been open; after a rebuild elsewhere
+    (`llmlab index --rebuild`, which puts a new file in place of the old one) it reads the new file."""
 
     def __init__(self, directory: str | Path, create: bool = False, file: str = INDEX_FILE):
         self.directory = Path(directory)
@@ -290,6 +300,8 @@ class Index:
                               + "build it again with `llmlab index PATH... --index DIR --rebuild`")
         self._vectors = None  # ((data_version, total_changes) they were read at, chunk ids, unit vectors)
         self._encoder = None
+        self._file = _identity(path)  # the file opened: `llmlab index --rebuild` elsewhere replaces it
+        self._closed = False
         self._queries: dict[str, np.ndarray] = {}  # query -> unit vector (the last one, or a batch `prepare` embedded)
 
     def _version(self, tables: set[str]) -> str | None:
@@ -314,6 +326,18 @@ class Index:
 
     def close(self) -> None:
         self.db.close()
+        self._closed = True
+
+    def _follow(self) -> None:
+        """Read the index file now at this path: after a rebuild (a new file put in place of the one
+        opened), reopen it. A file since removed leaves the open one as it was."""
+        now = _identity(self.path)
+        if now is None or now == self._file or self._closed:
+            return
+        encoder, queries = self._encoder, self._queries
+        self.db.close()
+        self.__init__(self.directory, file=self.path.name)
+        self._encoder, self._queries = encoder, queries
 
     def _reason(self, e: sqlite3.DatabaseError) -> str:
         """SQLite's error in the words a user acts on."""
@@ -367,6 +391,7 @@ class Index:
     # --- building ---------------------------------------------------------------------------
     def chunking(self) -> tuple[int, int] | None:
         """(chunk tokens, overlap) the index was built with; None for an index with no files yet."""
+        self._follow()
         rows = dict(self.db.execute("SELECT key, value FROM meta WHERE key IN ('chunk_tokens', 'overlap')"))
         if len(rows) == 2:
             return int(rows["chunk_tokens"]), int(rows["overlap"])
@@ -375,6 +400,7 @@ class Index:
 
     def clear(self) -> None:
         """Take every file out of the index (the chunking is chosen again at the next `add`)."""
+        self._follow()
         with self._writing(), self.db:
             for table in ("chunks_fts", "chunks", "docs"):
                 self.db.execute(f"DELETE FROM {table}")
@@ -390,6 +416,7 @@ class Index:
         ``documents``, as read now; a file indexed before under one of them that is not among
         ``documents`` (deleted, renamed, no longer readable) is removed, so that search never cites it."""
         documents = check_documents(documents)  # before anything is written
+        self._follow()
         with self._writing():
             return self._add(documents, chunk_tokens, overlap, progress, folders)
 
@@ -465,14 +492,17 @@ class Index:
     def gone(self) -> list[str]:
         """Indexed files no longer on disk (moved, renamed or deleted since, anywhere): absolute paths
         only; names that are not paths (ids given from Python) are never gone."""
+        self._follow()
         return [path for (path,) in self.db.execute("SELECT path FROM docs ORDER BY path")
                 if os.path.isabs(path) and not os.path.isfile(path)]
 
     def chunk_count(self) -> int:
+        self._follow()
         return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
     def prune(self) -> int:
         """Take out every file `gone` lists, so that search never cites it; how many."""
+        self._follow()
         with self._writing():
             paths = self.gone()
             for path in paths:
@@ -503,6 +533,7 @@ class Index:
         if k < 1:
             raise LlmlabError(f"k must be at least 1, not {k}")
         try:
+            self._follow()
             return self._search(query, int(k), mode)
         except (sqlite3.DatabaseError, ValueError, KeyError) as e:  # busy, closed; vectors cut short, rows missing
             raise self._failure(e) from None

@@ -641,3 +641,23 @@ def test_a_passage_in_several_files_is_one_hit(corpus, tmp_path, capsys, mode):
     main(["search", "Eiffel Tower", "--index", str(tmp_path / "ix"), "-k", "2", "--mode", mode])
     out = capsys.readouterr().out
     assert out.count("the same passage is also in") == 1 and "paris (copy).txt (chunk 0)" in out
+
+
+def test_an_open_index_reads_the_file_a_rebuild_put_in_its_place(corpus, tmp_path):
+    """It went on reading the replaced file (unlinked, still open) until reopened."""
+    from llmlab.apps.search import rebuilding
+
+    open_before = Index(tmp_path / "ix", create=True)
+    open_before.add(read_documents([corpus]))
+    assert open_before.search("Eiffel Tower", k=1, mode="bm25")[0].path.endswith("paris.txt")
+    with rebuilding(tmp_path / "ix") as fresh:  # as `llmlab index --rebuild` does, here from another object
+        fresh.add([("violins.txt", "A violin's body is carved from spruce and maple.")])
+    assert [h.path for h in open_before.search("spruce and maple", k=3)] == ["violins.txt"]
+    assert open_before.chunk_count() == 1 and open_before.gone() == []
+    open_before.add([("more.txt", "Maple syrup comes from the sap of maple trees.")])  # writes the new file
+    assert Index(tmp_path / "ix").chunk_count() == 2
+    open_before.close()
+    with rebuilding(tmp_path / "ix") as fresh:
+        fresh.add([("x.txt", "x")])
+    with pytest.raises(LlmlabError, match="closed"):  # a closed Index stays closed
+        open_before.search("maple")
