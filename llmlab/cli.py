@@ -387,7 +387,7 @@ def cmd_chat(args) -> int:
             print("\n[stopped]", file=sys.stderr)
             continue
         c = turn.completion
-        cites = None
+        cites, stopped = None, ""
         if index is not None:
             session.messages[-2]["content"] = line  # later turns see the question, not its passages
             try:
@@ -396,8 +396,9 @@ def cmd_chat(args) -> int:
                 if not interactive:
                     raise
                 _interrupts.clear()  # Ctrl-C while matching citations: the answer stands, its sources are not listed
-                print("\n[stopped before the sources]", file=sys.stderr)
-                continue
+                stopped = "[stopped before the sources]"
+        if stopped and as_json:
+            print(stopped, file=sys.stderr)
         if as_json:
             doc = {"user": line, "assistant": c.text, "prompt_tokens": c.prompt_tokens, "new_tokens": len(c.ids),
                    "finish_reason": c.finish_reason, "dropped_turns": turn.dropped}
@@ -409,6 +410,9 @@ def cmd_chat(args) -> int:
             sys.stdout.flush()
             continue
         sys.stdout.write("\n")
+        if stopped:
+            sys.stdout.flush()
+            print(stopped, file=sys.stderr)
         if cites is not None:
             _print_sources(sources, *cites, query=line, unquoted=unsupported_quotes(c.text, [s.text for s in sources]))
         if interactive:

@@ -223,8 +223,11 @@ def test_ctrl_c_between_two_pieces_of_a_grounded_answer(index, smollm2_model, mo
     assert session.messages[0]["content"] == "What is the body of a violin made of?" and session.messages[1]["content"]
 
 
-def test_ctrl_c_while_searching_or_citing_stops_that_turn_not_the_chat(index, smollm2_model, monkeypatch, capsys):
-    """It ended the chat (exit 130) when pressed outside the answer's own generation."""
+@pytest.mark.parametrize("form", ["text", "json"])
+def test_ctrl_c_while_searching_or_citing_stops_that_turn_not_the_chat(index, smollm2_model, monkeypatch, capsys,
+                                                                        form):
+    """It ended the chat (exit 130) when pressed outside the answer's own generation; stopped while the
+    citations are matched, the answer is still printed (JSON prints it only then), without its sources."""
     import sys
 
     import llmlab.weights.registry
@@ -257,12 +260,18 @@ def test_ctrl_c_while_searching_or_citing_stops_that_turn_not_the_chat(index, sm
     monkeypatch.setattr(ask_module, "citations", slow_citations)
     questions = ["What is the body of a violin made of?", "How is sourdough bread leavened?", "and its crust?"]
     monkeypatch.setattr("sys.stdin", Terminal("".join(q + "\n" for q in questions)))
-    assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "16"]) == 0
+    assert main(["chat", "--index", str(index.directory), "--temperature", "0", "--max-new-tokens", "16",
+                 "--format", form]) == 0
     out, err = capsys.readouterr()
     assert err.count("[stopped]") == 1 and err.count("[stopped before the sources]") == 1
     # the stopped search is forgotten: the next question is searched on its own, not as its follow-up
     assert searched[1] == questions[1] and questions[1] in searched[2] and questions[0] not in searched[2]
-    assert out.count("cites: ") + out.count("the answer matches none") == 1  # sources of the second answer only
+    if form == "json":
+        turns = [json.loads(line.replace("you> ", "")) for line in out.splitlines() if line.strip("you> ")]
+        assert [t["user"] for t in turns] == questions[1:] and all(t["assistant"] for t in turns)
+        assert "sources" in turns[0] and "sources" not in turns[1]
+    else:
+        assert out.count("cites: ") + out.count("the answer matches none") == 1  # sources of the second answer only
     session = sessions[0]
     assert [m["role"] for m in session.messages] == ["user", "assistant"] * 2
     assert [m["content"] for m in session.messages[::2]] == questions[1:]
