@@ -2,7 +2,8 @@
 
 A script that calls `ask` or `classify` in a loop would otherwise read SmolLM2 (~20 s) or MiniLM
 (~2 s) from disk on every call. The apps only read these models (eval mode, no state kept
-between calls), so one copy serves them all.
+between calls; `float_weights` holds dequantized weights while a job runs, and any number of jobs
+may hold them at once), so one copy serves them all.
 """
 
 from functools import cache

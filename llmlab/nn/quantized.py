@@ -23,6 +23,7 @@ The float32 modules stay the reference: these are built from them and tested clo
 them (tests/nn/test_blocks.py); the benchmark reports the perplexity cost (bench/models.py).
 """
 
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -56,7 +57,7 @@ class Int8Linear(nn.Module):
                 scale[start:start + rows_per_chunk] = s
         self.register_buffer("weight_int8", q)  # (out, in)
         self.register_buffer("scale", scale.to(torch.bfloat16))  # (out,)
-        self.keep, self.held = False, None  # within `float_weights`: keep the float32 weight once made
+        self.keep, self.held = 0, None  # blocks of `float_weights` open: keep the float32 weight once made
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (out, in): q * scale."""
@@ -100,7 +101,7 @@ class Int4Linear(nn.Module):
         # the kernel computes (q - 8) * scale + zero, so zero = min + 8 * scale
         scale_zero = torch.stack([scale, low + 8 * scale], dim=-1).transpose(0, 1)  # (K/group, N, 2)
         self.register_buffer("scale_zero", scale_zero.contiguous().to(torch.bfloat16))
-        self.keep, self.held = False, None  # within `float_weights`: keep the float32 weight once made
+        self.keep, self.held = 0, None  # blocks of `float_weights` open: keep the float32 weight once made
 
     def dequantize(self) -> torch.Tensor:
         """The float32 weight (N, K) back from the packed codes: (q - 8) * scale + zero, each step
@@ -108,11 +109,11 @@ class Int4Linear(nn.Module):
         three passes over the weight)."""
         N, K = self.out_features, self.in_features
         b = self.weight_int4.reshape(N // 64, K, 32)  # the CPU packing: 64 rows per block, rows i and i+32 per byte
-        w = torch.empty(N // 64, 64, K)
-        w[:, :32] = ((b & 0xF).view(torch.int8) - 8).transpose(1, 2)  # q - 8 is exact in int8
-        w[:, 32:] = ((b >> 4).view(torch.int8) - 8).transpose(1, 2)
+        w = torch.empty(N // 64, 64, K)  # (N/64, 64, K): the rows of each block of 64
+        w[:, :32] = ((b & 0xF).view(torch.int8) - 8).transpose(1, 2)  # (N/64, 32, K), rows i; q - 8 is exact in int8
+        w[:, 32:] = ((b >> 4).view(torch.int8) - 8).transpose(1, 2)  # (N/64, 32, K), rows i + 32
         scale, zero = self.scale_zero.float().transpose(0, 1).unsqueeze(-1).unbind(-2)  # (N, K/group, 1) each
-        w = w.view(N, K // self.group, self.group)
+        w = w.view(N, K // self.group, self.group)  # (N, K/group, group)
         return w.mul_(scale.contiguous()).add_(zero.contiguous()).view(N, K)
 
     def dense(self) -> torch.Tensor:
@@ -126,13 +127,19 @@ class Int4Linear(nn.Module):
         return y.float().view(*x.shape[:-1], self.out_features)
 
 
+_holding = threading.Lock()  # guards `keep` and `held` of every layer
+
+
 def _dense(layer) -> torch.Tensor:
     """The float32 weight of an int8 / int4 layer for a prompt: made on each call, or once while kept."""
-    if not layer.keep:
-        return layer.dequantize()
-    if layer.held is None:
-        layer.held = layer.dequantize()
-    return layer.held
+    w = layer.held  # read once: another thread's block may end meanwhile
+    if w is None:
+        w = layer.dequantize()
+        if layer.keep:
+            with _holding:
+                if layer.keep:  # (still)
+                    layer.held = w
+    return w
 
 
 @contextmanager
@@ -140,17 +147,30 @@ def float_weights(model: nn.Module):
     """Within the block, the int8 / int4 layers of ``model`` keep the float32 weight they
     dequantize for a prompt (more than 16 rows) instead of making it again on every call: the
     same results, faster for many short prompts, for the memory of those weights (about 430 MB
-    for SmolLM2-135M's blocks; the output head only if it reads prompts whole) until the block
-    ends. Generating token by token is unchanged. Nested blocks share the weights; a float32
-    model passes through untouched."""
-    layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear)) and not m.keep]
-    try:
+    for SmolLM2-135M's blocks; the output head only if it reads prompts whole) until the last
+    block open on the model ends (blocks may nest, or run in several threads on one model).
+    Generating token by token is unchanged; a float32 model passes through untouched."""
+    layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
+    with _holding:
         for layer in layers:
-            layer.keep = True
+            layer.keep += 1
+    try:
         yield model
     finally:
-        for layer in layers:
-            layer.keep, layer.held = False, None
+        with _holding:
+            for layer in layers:
+                layer.keep -= 1
+                if not layer.keep:
+                    layer.held = None
+        if layers:
+            _release_freed_memory()
+
+
+def _release_freed_memory() -> None:
+    """Hand the freed float32 weights back to the OS (glibc keeps blocks of a few MB in its heap)."""
+    from llmlab.weights.gguf import release_freed_memory  # (the loaders' helper; imported here, when used)
+
+    release_freed_memory()
 
 
 class Int8Embedding(nn.Module):

@@ -174,3 +174,33 @@ def test_float_weights_gives_the_same_prompt_outputs_and_lets_go():
         dense = SwiGLU(64, 128)
         with float_weights(dense) as same:  # a float32 model passes through
             assert same is dense
+
+
+def test_float_weights_blocks_in_two_threads_share_one_model():
+    import threading
+
+    from llmlab.nn.quantized import QuantizedSwiGLU, float_weights
+
+    torch.manual_seed(0)
+    model = QuantizedSwiGLU(SwiGLU(64, 128), "int4")
+    prompt = torch.randn(1, 40, 64)
+    with torch.no_grad():
+        expected = model(prompt)
+        entered, leave, results = threading.Event(), threading.Event(), []
+
+        def other():
+            with float_weights(model):
+                results.append(model(prompt))
+                entered.set()
+                leave.wait()
+
+        worker = threading.Thread(target=other)
+        worker.start()
+        entered.wait()
+        with float_weights(model):
+            held = model.down_proj.held
+            leave.set()
+            worker.join()  # the other block ends first: this one still holds the weights
+            assert model.down_proj.held is held is not None and model.down_proj.keep == 1
+            assert torch.equal(model(prompt), expected) and torch.equal(results[0], expected)
+        assert model.down_proj.keep == 0 and model.down_proj.held is None
