@@ -298,7 +298,8 @@ class Index:
                               f"this llmlab reads {SCHEMA_VERSION}); "
                               + ("use the llmlab that built it, or " if newer else "")
                               + "build it again with `llmlab index PATH... --index DIR --rebuild`")
-        self._vectors = None  # ((data_version, total_changes) they were read at, chunk ids, unit vectors)
+        self._vectors = None  # (`_state` they were read at, chunk ids, unit vectors)
+        self._copy_groups = None  # (`_state` they were read at, `_copies`)
         self._encoder = None
         self._file = _identity(path)  # the file opened: `llmlab index --rebuild` elsewhere replaces it
         self._closed = False
@@ -498,7 +499,7 @@ class Index:
 
     def chunk_count(self) -> int:
         self._follow()
-        return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        return self._count()
 
     def prune(self) -> int:
         """Take out every file `gone` lists, so that search never cites it; how many."""
@@ -556,14 +557,25 @@ class Index:
         with self._snapshot():
             if self._empty():
                 raise LlmlabError(f"{self.directory}: the index is empty; add files with `llmlab index`")
+            copies = self._copies()
             depth, fusing = k, 100
-            while True:  # k different passages: look deeper while copies of one fill the list
+            while True:  # k different passages: look deeper while copies of one crowd the list
                 ranked = self._ranked(query, depth, mode, fusing)
-                hits = _collapse(self._hits(ranked))
-                if len(hits) >= k or len(ranked) < depth:
-                    return hits[:k]
-                depth *= 4
-                fusing = max(fusing, depth)
+                picked, groups = [], set()
+                for cid, score in ranked:
+                    group = copies.get(cid, (cid,))[0]
+                    if group not in groups:
+                        groups.add(group)
+                        picked.append((cid, score))
+                if len(picked) >= k or len(picked) == len(ranked):  # enough, or no copies: the ranking as it is
+                    break
+                if len(ranked) == depth:
+                    depth *= 4
+                elif mode == "hybrid" and fusing < (total := self._count()):  # the fused top lists ran out
+                    fusing = min(4 * fusing, total)
+                else:
+                    break
+            return self._hits(picked[:k], copies)
 
     def _ranked(self, query: str, depth: int, mode: str, fusing: int = 100) -> list[tuple[int, float]]:
         """The best ``depth`` (chunk id, score) pairs, best first; hybrid fuses the top ``fusing`` of each."""
@@ -581,9 +593,7 @@ class Index:
         return self.db.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is None
 
     def _dense(self, query: str, k: int) -> list[tuple[int, float]]:
-        # data_version changes when another connection commits, total_changes with this one's own writes
-        # (also those of an add that was interrupted half-way)
-        version = (self.db.execute("PRAGMA data_version").fetchone()[0], self.db.total_changes)
+        version = self._state()
         if self._vectors is None or self._vectors[0] != version:
             rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
             ids = np.array([r[0] for r in rows])
@@ -622,26 +632,41 @@ class Index:
                                "ORDER BY bm25(chunks_fts) LIMIT ?", (match, k)).fetchall()
         return [(int(r), -float(s)) for r, s in rows]  # FTS5 scores are negated BM25
 
-    def _hits(self, ranked: list[tuple[int, float]]) -> list[Hit]:
-        """Hits for (chunk id, score) pairs, in their order, fetched in one query."""
-        if not ranked:
-            return []
-        marks = ",".join("?" * len(ranked))
-        rows = {cid: (path, n, text) for cid, path, n, text in self.db.execute(
-            f"SELECT chunks.id, docs.path, chunks.n, chunks.text FROM chunks JOIN docs ON docs.id = chunks.doc "
-            f"WHERE chunks.id IN ({marks})", [cid for cid, _ in ranked])}
-        return [Hit(*rows[cid][:2], score, rows[cid][2]) for cid, score in ranked]
+    def _state(self) -> tuple[int, int]:
+        """Changes with every write to the index: data_version when another connection commits,
+        total_changes with this one's own writes (also those of an add interrupted half-way)."""
+        return self.db.execute("PRAGMA data_version").fetchone()[0], self.db.total_changes
 
+    def _count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
 
-def _collapse(hits: list[Hit]) -> list[Hit]:
-    """``hits`` with each text once, where it ranks best; its other places in ``also``."""
-    first: dict[str, Hit] = {}
-    for hit in hits:
-        if hit.text in first:
-            first[hit.text].also.append({"path": hit.path, "chunk": hit.chunk})
-        else:
-            first[hit.text] = hit
-    return list(first.values())
+    def _copies(self) -> dict[int, tuple[int, ...]]:
+        """chunk id -> the ids of all chunks with its text, ascending, for each text held more than once
+        (a file copied under another name); read once per change to the index."""
+        version = self._state()
+        if self._copy_groups is None or self._copy_groups[0] != version:
+            groups = {}
+            for (ids,) in self.db.execute("SELECT group_concat(id) FROM chunks GROUP BY text HAVING count(*) > 1"):
+                members = tuple(sorted(int(i) for i in ids.split(",")))
+                groups.update(dict.fromkeys(members, members))
+            self._copy_groups = version, groups
+        return self._copy_groups[1]
+
+    def _hits(self, ranked: list[tuple[int, float]], copies: dict[int, tuple[int, ...]]) -> list[Hit]:
+        """Hits for (chunk id, score) pairs, in their order, each with the other places of its text."""
+        wanted = list(dict.fromkeys(i for cid, _ in ranked for i in copies.get(cid, (cid,))))
+        rows = {}
+        for start in range(0, len(wanted), 500):  # (SQLite limits the variables of one statement)
+            batch = wanted[start:start + 500]
+            rows.update({cid: (path, n, text) for cid, path, n, text in self.db.execute(
+                f"SELECT chunks.id, docs.path, chunks.n, chunks.text FROM chunks JOIN docs ON docs.id = chunks.doc "
+                f"WHERE chunks.id IN ({','.join('?' * len(batch))})", batch)})
+        hits = []
+        for cid, score in ranked:
+            path, n, text = rows[cid]
+            also = sorted((rows[i][0], rows[i][1]) for i in copies.get(cid, ()) if i != cid)
+            hits.append(Hit(path, n, score, text, [{"path": p, "chunk": c} for p, c in also]))
+        return hits
 
 
 SCORE_KINDS = {"dense": "cosine similarity of MiniLM vectors", "bm25": "BM25",

@@ -635,6 +635,8 @@ def test_a_passage_in_several_files_is_one_hit(corpus, tmp_path, capsys, mode):
     assert sorted(Path(p).name for p in places) == ["paris (copy).txt", "paris.txt", "paris.txt"]
     assert len(set(places)) == 3 and all(p["chunk"] == 0 for p in paris.also)
     assert sum(bool(h.also) for h in hits) == 1 and paris.to_dict()["also"] == paris.also
+    best = index.search("the Eiffel Tower on the Champ de Mars", k=1, mode=mode)[0]  # every copy, whatever k
+    assert best.text == FILES["paris.txt"] and sorted([best.path, *(p["path"] for p in best.also)]) == sorted(places)
     # fewer different passages than k: all of them, once each
     every = index.search("Eiffel Tower capital green tea python", k=10, mode=mode)
     assert sorted(h.text for h in every) == sorted(FILES.values())
@@ -653,11 +655,28 @@ def test_an_open_index_reads_the_file_a_rebuild_put_in_its_place(corpus, tmp_pat
     with rebuilding(tmp_path / "ix") as fresh:  # as `llmlab index --rebuild` does, here from another object
         fresh.add([("violins.txt", "A violin's body is carved from spruce and maple.")])
     assert [h.path for h in open_before.search("spruce and maple", k=3)] == ["violins.txt"]
-    assert open_before.chunk_count() == 1 and open_before.gone() == []
+    assert open_before.chunk_count() == 1
     open_before.add([("more.txt", "Maple syrup comes from the sap of maple trees.")])  # writes the new file
     assert Index(tmp_path / "ix").chunk_count() == 2
+    gone = str(tmp_path / "deleted" / "notes.txt")
+    with rebuilding(tmp_path / "ix") as fresh:
+        fresh.add([(gone, "Notes from a folder deleted since.")])
+    assert open_before.gone() == [gone] and open_before.prune() == 1 and Index(tmp_path / "ix").chunk_count() == 0
     open_before.close()
     with rebuilding(tmp_path / "ix") as fresh:
         fresh.add([("x.txt", "x")])
     with pytest.raises(LlmlabError, match="closed"):  # a closed Index stays closed
         open_before.search("maple")
+
+
+@pytest.mark.parametrize("mode", ["dense", "hybrid"])
+def test_many_copies_of_one_passage_leave_room_for_the_others(tmp_path, mode):
+    """150 copies of a notice would fill any top list (hybrid fuses the top 100 of each ranking)."""
+    notice = "Confidential: this document about the Eiffel Tower is for internal use only."
+    documents = [(f"copy-{i:03d}.txt", notice) for i in range(150)] + list(FILES.items())
+    index = Index(tmp_path / "ix", create=True)
+    index.add(documents)
+    hits = index.search("Eiffel Tower notice", k=4, mode=mode)
+    assert sorted(h.text for h in hits) == sorted([notice, *FILES.values()])
+    first = next(h for h in hits if h.text == notice)
+    assert len(first.also) == 149 and {first.path, *(p["path"] for p in first.also)} == {d for d, _ in documents[:150]}
