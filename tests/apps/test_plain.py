@@ -54,7 +54,9 @@ def test_answer_and_hit_to_dict():
     doc = json.loads(json.dumps(a.to_dict(), allow_nan=False))
     assert doc["relevance"] == 0.7123 and doc["sources"] == [{"n": 1, "path": "notes/a.txt", "chunk": 0,
                                                                "score": 0.5, "text": "The sky is blue.",
-                                                               "trimmed": False}]
+                                                               "trimmed": False, "also": []}]
     assert (doc["citations"], doc["invalid_citations"], doc["finish_reason"]) == ([1], [], "eos")
     assert Hit("a.txt", 2, np.float64(1.25), "x").to_dict() == {"path": "a.txt", "chunk": 2, "score": 1.25,
-                                                                 "text": "x"}
+                                                                 "text": "x", "also": []}
+    copied = Hit("a.txt", 2, 1.0, "x", [{"path": "b.txt", "chunk": 0}]).to_dict()
+    assert json.loads(json.dumps(copied))["also"] == [{"path": "b.txt", "chunk": 0}]
