@@ -6,6 +6,8 @@ status 2; no traceback reaches the user.
 
 import argparse
 import codecs
+import contextlib
+import io
 import json
 import math
 import os
@@ -523,7 +525,8 @@ def cmd_classify(args) -> int:
     if args.train:
         if not args.label_column:
             raise LlmlabError("--train needs --label-column (the same column name in both files)")
-        _, train_rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding, args.delimiter)
+        _, train_rows = read_csv(args.train, [args.text_column, args.label_column], args.encoding,
+                                 args.train_delimiter or args.delimiter, flag="--train-delimiter")
         train_texts = [r[args.text_column] for r in train_rows]
         train_labels = [r[args.label_column] for r in train_rows]
     elif args.method in ("hybrid", "embeddings", "bow", "ensemble"):
@@ -550,6 +553,22 @@ def cmd_classify(args) -> int:
         if result.metrics and (Path(args.out).is_file() or not Path(args.out).exists()):  # not beside /dev/stdout
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
+    if args.out and _is_stdout(args.out):  # the predictions went to stdout: the report goes beside them, on stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            return _report_classification(args, result, texts, png)
+    return _report_classification(args, result, texts, png)
+
+
+def _is_stdout(path) -> bool:
+    """Whether ``path`` names the file, pipe or terminal standard output writes to (/dev/stdout, /dev/fd/1)."""
+    try:
+        a, b = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):  # no such file; stdout replaced by one without a descriptor
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _report_classification(args, result, texts, png) -> int:
     if args.format == "json":
         _print_json(result.to_dict() | {"out": args.out})
         return 0
@@ -1301,6 +1320,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "PRED.confusion.png when true labels are known")
     encoding_option(cl, "FILE and TRAIN")
     delimiter_option(cl, "FILE, TRAIN and PRED")
+    cl.add_argument("--train-delimiter", type=_delimiter, metavar="CHAR",
+                    help="the field separator of TRAIN when it is not FILE's (default: --delimiter, or a tab for a "
+                         ".tsv TRAIN, else a comma)")
     cl.add_argument("--quiet", action="store_true", help="no progress bars")
     cl.add_argument("--format", choices=["text", "json"], default="text")
     cl.set_defaults(func=cmd_classify)

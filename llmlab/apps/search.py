@@ -291,7 +291,8 @@ class Index:
                     self._retokenize()
                 version = SCHEMA_VERSION
         except sqlite3.DatabaseError as e:
-            raise LlmlabError(f"{path}: not a readable index ({self._reason(e)})") from None
+            raise LlmlabError(f"{path}: not a readable index ({self._reason(e)}); build it again with "
+                              f"`llmlab index PATH... --index {self.directory} --rebuild`") from None
         if version != SCHEMA_VERSION:  # checked before anything is written into it
             newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
             raise LlmlabError(f"{path}: an index in {'a newer' if newer else 'an older'} format (version {version}, "

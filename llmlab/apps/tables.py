@@ -24,12 +24,13 @@ def delimiter_for(path: str | Path, delimiter: str | None = None) -> str:
 
 
 def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
-             delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+             delimiter: str | None = None, flag: str = "--delimiter") -> tuple[list[str], list[dict[str, str]]]:
     """(header, rows) of a CSV file that must have ``columns``; one-line errors otherwise.
 
     ``encoding``: UTF-8 by default, or what a byte-order mark says (Excel's "CSV UTF-8" starts
     with one); name another (e.g. "cp1252" for Excel's plain "CSV" on Windows) when it is not.
-    ``delimiter``: see `delimiter_for` (Excel in many European languages writes ';')."""
+    ``delimiter``: see `delimiter_for` (Excel in many European languages writes ';'); ``flag``
+    is the option that sets it, named when the file looks separated by another character."""
     p = Path(path)
     sep = delimiter_for(p, delimiter)
     text = read_text(p, encoding=encoding)
@@ -51,7 +52,7 @@ def read_csv(path: str | Path, columns: list[str], encoding: str | None = None,
             other = max((d for d in _SEPARATORS if d != sep), key=header[0].count)
             if other in header[0]:
                 shown = "tab" if other == "\t" else other
-                hint = f" (the file looks {_SEPARATORS[other]}-separated: --delimiter {shown!r})"
+                hint = f" (the file looks {_SEPARATORS[other]}-separated: {flag} {shown!r})"
         near = {c: h for c in missing for h in header if h.strip().casefold() == c.strip().casefold()}
         if near and not hint:  # 'Text ' for 'text': spaces and case are easy to miss in a spreadsheet
             hint = f" (did you mean {' and '.join(repr(h) for h in near.values())}?)"
@@ -88,11 +89,13 @@ def added_columns(header: list[str], names: list[str]) -> list[str]:
 
 
 def from_a_spreadsheet(path: str | Path, encoding: str | None = None) -> bool:
-    """Whether a CSV file looks saved by a spreadsheet: it starts with a UTF-8 byte-order mark
-    (Excel's "CSV UTF-8") or needed a legacy ``encoding`` (Excel's plain "CSV" on Windows)."""
+    """Whether a CSV file looks saved by a spreadsheet or Windows editor: it starts with a byte-order
+    mark (Excel's "CSV UTF-8"; Notepad's "Unicode" is UTF-16 with one) or needed a legacy
+    ``encoding`` (Excel's plain "CSV" on Windows)."""
     with open(path, "rb") as f:
-        head = f.read(3)
-    if head == codecs.BOM_UTF8:
+        head = f.read(4)
+    if head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE,
+                        codecs.BOM_UTF16_BE)):
         return True
     if encoding is None or check_encoding(encoding).startswith(("utf-8", "utf-16", "utf-32")):
         return False

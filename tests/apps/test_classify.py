@@ -243,6 +243,11 @@ def test_cli_reads_csv_files_as_spreadsheets_save_them(tmp_path, capsys):
                  "--encoding", "cp1252", "--out", str(out), *args]) == 0
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")
     assert [r["text"] for r in csv.DictReader(open(out, encoding="utf-8-sig"))] == [t for t, _ in rows]
+    for name in ("utf-16", "utf-32"):  # Notepad's "Unicode": UTF-16 with a byte-order mark
+        (tmp_path / f"{name}.csv").write_bytes(body.encode(name))
+        assert main(["classify", str(tmp_path / f"{name}.csv"), "--train", str(tmp_path / "excel-utf8.csv"),
+                     "--out", str(out), *args]) == 0
+        assert out.read_bytes().startswith(b"\xef\xbb\xbftext,label,predicted_label")  # (was without the mark)
     (tmp_path / "plain.csv").write_bytes(body.encode("utf-8"))  # plain UTF-8 in, plain UTF-8 out
     assert main(["classify", str(tmp_path / "plain.csv"), "--train", str(tmp_path / "plain.csv"),
                  "--encoding", "cp1252", "--out", str(out), *args]) == 0
@@ -269,6 +274,12 @@ def test_cli_other_delimiters(tmp_path, capsys):
     assert "looks semicolon-separated: --delimiter ';'" in capsys.readouterr().err
     out = tmp_path / "pred.csv"
     assert main(["classify", semi, "--train", tsv, "--delimiter", "tab", *args]) == 2  # --delimiter: every file
+    capsys.readouterr()
+    comma = tmp_path / "train.csv"  # a semicolon file to label, a comma training file: one separator each
+    comma.write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in zip(TEXTS, LABELS)), encoding="utf-8")
+    assert main(["classify", semi, "--train", str(comma), "--delimiter", ";", *args]) == 2
+    assert "looks comma-separated: --train-delimiter ','" in capsys.readouterr().err  # (it said --delimiter ',')
+    assert main(["classify", semi, "--train", str(comma), "--delimiter", ";", "--train-delimiter", ",", *args]) == 0
     assert main(["classify", semi, "--train", semi, "--delimiter", ";", "--out", str(out), *args]) == 0
     written = list(csv.reader(open(out, encoding="utf-8", newline=""), delimiter=";"))
     assert [r[0] for r in written[1:]] == [t for t, _ in rows] and len(written[1]) == 4
@@ -338,3 +349,19 @@ def test_c_is_chosen_as_grid_search_chooses_it(rows):
     grid = GridSearchCV(LogisticRegression(max_iter=3000), {"C": list(C_GRID)}, cv=3).fit(x, y)
     chosen, accuracy = _choose_c(x, y, 3, progress=False)
     assert (chosen, accuracy) == (grid.best_params_["C"], pytest.approx(grid.best_score_, abs=1e-12))
+
+
+def test_cli_out_to_stdout_keeps_the_report_off_the_csv(tmp_path):
+    """`--out /dev/stdout | next-tool`: the accuracy lines and table were printed into the CSV stream."""
+    import subprocess
+    import sys
+
+    (tmp_path / "r.csv").write_text("text,label\n" + "".join(f'"{t}",{y}\n' for t, y in zip(TEXTS, LABELS)),
+                                    encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "llmlab.cli", "classify", str(tmp_path / "r.csv"), "--text-column",
+                          "text", "--label-column", "label", "--train", str(tmp_path / "r.csv"), "--method", "bow",
+                          "--quiet", "--out", "/dev/stdout"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(run.stdout.splitlines()))
+    assert [r["text"] for r in rows] == TEXTS and all(r["predicted_label"] in ("pos", "neg") for r in rows)
+    assert "accuracy" in run.stderr and "predictions written to /dev/stdout" in run.stderr

@@ -196,6 +196,13 @@ def test_damaged_or_foreign_index_is_one_line(corpus, tmp_path, capsys):
     (tmp_path / "zero" / "index.sqlite").write_bytes(b"")  # searching does not make it an index
     assert main(["search", "tea", "--index", str(tmp_path / "zero")]) == 2
     assert "no index here" in capsys.readouterr().err and (tmp_path / "zero" / "index.sqlite").stat().st_size == 0
+    (tmp_path / "noise").mkdir()
+    (tmp_path / "noise" / "index.sqlite").write_bytes(bytes(range(256)) * 16)  # not SQLite at all
+    assert main(["search", "tea", "--index", str(tmp_path / "noise")]) == 2
+    err = capsys.readouterr().err
+    assert "not a readable index" in err and "--rebuild" in err and err.count("\n") == 1
+    assert main(["index", str(corpus), "--index", str(tmp_path / "noise"), "--rebuild", "--quiet"]) == 0  # the way out
+    assert Index(tmp_path / "noise").search("green tea", k=1)[0].path.endswith("tea.md")
 
 
 def test_bm25_matches_word_forms_by_stem(corpus, tmp_path):
