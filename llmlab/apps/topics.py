@@ -14,7 +14,11 @@ The pipeline of BERTopic (Grootendorst 2022), written out:
    by default, so texts all about one thing (30 "my card is lost") would give no topic at all;
    when it finds none, it runs once more allowing a single cluster, kept if at least half of the
    texts are in it or clearly about it (cosine >= 0.6 to its centroid, as in step 5;
-   ``details["single_cluster"]``): a clump in noise is no topic.
+   ``details["single_cluster"]``): a clump in noise is no topic. Excess of mass can also keep
+   one wide cluster over the finer ones inside it (270 of 300 short Chinese reviews in one
+   topic, the other 30 in a second): a cluster holding more than half of the texts, when there
+   are others, is clustered again on its own and replaced by its parts when it has several
+   (``details["split"]``); its fringe becomes outliers, which step 5 reassigns.
 4. **Merge** near-duplicate topics: topic centroids (mean MiniLM vectors) joined by average
    linkage while their cosine similarity is at least 0.9, i.e. the same issue split in two.
 5. **Outliers, both ways**, judged in the full embedding space rather than the 5-D projection.
@@ -66,6 +70,7 @@ N_NEIGHBORS = 15  # UMAP's default neighbourhood
 MERGE_SIMILARITY = 0.9  # topics whose centroids are at least this similar are one topic
 OUTLIER_SIMILARITY = 0.6  # an outlier this similar to a topic's centroid joins it
 STRAY_SIMILARITY = 0.3  # a member less similar than this to its own topic's centroid is an outlier
+DOMINANT_SHARE = 0.5  # a cluster holding more than this share of the texts (beside others) is clustered again
 N_KEYWORDS = 10
 N_REPRESENTATIVES = 3
 
@@ -175,8 +180,11 @@ def topics(
             near = x @ (centre / max(float(np.linalg.norm(centre)), 1e-12)) >= OUTLIER_SIMILARITY
             single = bool(((one >= 0) | near).mean() >= 0.5)  # not a clump in noise
         labels = one if single else labels
+    found_first = int(labels.max()) + 1
+    labels = split_dominant(reduced, labels, size)
     noise = lambda: int((labels == -1).sum())  # noqa: E731
-    counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "hdbscan_outliers": noise()}
+    counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "split": found_first > 1 and
+              int(labels.max()) + 1 > found_first, "hdbscan_outliers": noise()}
     labels = merge_similar(x, labels, MERGE_SIMILARITY)
     counts["merged"] = counts["clusters_found"] - (int(labels.max()) + 1)
     labels = evict_strays(x, labels, STRAY_SIMILARITY)
@@ -243,6 +251,26 @@ def cluster(reduced: np.ndarray, min_topic_size: int, allow_single_cluster: bool
     hdb = HDBSCAN(min_cluster_size=min_topic_size, min_samples=max(1, min_topic_size // 2),
                   cluster_selection_method="eom", allow_single_cluster=allow_single_cluster, copy=True)
     return hdb.fit_predict(reduced).astype(np.int64)
+
+
+def split_dominant(reduced: np.ndarray, labels: np.ndarray, min_topic_size: int,
+                   share: float = DOMINANT_SHARE) -> np.ndarray:
+    """``labels`` with a cluster that holds more than ``share`` of the texts, beside other clusters,
+    replaced by the clusters HDBSCAN finds among its members alone (their noise: outliers), when
+    it finds several; else unchanged."""
+    if labels.max() < 1:  # no cluster, or one (texts all about one thing)
+        return labels
+    sizes = np.bincount(labels[labels >= 0])
+    big = int(sizes.argmax())
+    if sizes[big] <= share * len(labels):
+        return labels
+    inside = np.flatnonzero(labels == big)
+    parts = cluster(reduced[inside], min_topic_size)
+    if parts.max() < 1:
+        return labels
+    out = labels.copy()
+    out[inside] = np.where(parts >= 0, parts + int(labels.max()) + 1, -1)
+    return _compact(out)
 
 
 def centroids(x: np.ndarray, labels: np.ndarray) -> np.ndarray:

@@ -343,3 +343,24 @@ def test_to_dict_is_plain_json(data, result):
     assert doc["details"]["seed"] == 0 and "embeddings" not in doc
     vectors = found.to_dict(embeddings=True)["embeddings"]
     assert len(vectors) == len(texts) + 1 and vectors[1] == pytest.approx(x[0].tolist())
+
+
+def test_a_cluster_of_most_texts_is_split_into_its_parts():
+    """HDBSCAN's excess of mass may keep one wide cluster over the finer ones inside it (seen: 270
+    of 300 short Chinese reviews as one topic); such a cluster is clustered again on its own."""
+    from llmlab.apps.topics import split_dominant
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 5)) * 3  # five tight groups ...
+    parts = np.concatenate([c + rng.normal(size=(50, 5)) * 0.1 for c in centres])
+    far = rng.normal(size=(20, 5)) * 0.1 + 40  # ... and one small group far away
+    reduced = np.concatenate([parts, far])
+    labels = np.array([0] * 250 + [1] * 20)  # the five as one cluster, 93% of the texts
+    split = split_dominant(reduced, labels, 10)
+    assert split.max() + 1 == 6 and (split[250:] == split[250]).all() and split[250] not in split[:250]
+    for g in range(5):  # each group one topic of its own
+        assert len(set(split[g * 50:(g + 1) * 50]) - {-1}) == 1 and (split[g * 50:(g + 1) * 50] >= 0).mean() > 0.8
+    half = np.array([0] * 135 + [1] * 135)  # no cluster holds more than half: as they were
+    assert np.array_equal(split_dominant(reduced, half, 10), half)
+    one = np.zeros(270, dtype=np.int64)  # one cluster only (texts all about one thing): as it was
+    assert np.array_equal(split_dominant(reduced, one, 10), one)
