@@ -522,6 +522,8 @@ def cmd_classify(args) -> int:
             print(f"llmlab: warning: {args.method} reads what the labels say, and {', '.join(map(repr, codes[:5]))} "
                   f"say nothing; describe them, e.g. --labels '{codes[0]}=a negative review,...'", file=sys.stderr)
     train_texts = train_labels = None
+    if args.train_delimiter and not args.train:
+        raise LlmlabError("--train-delimiter is the separator of --train TRAIN.csv; give --train too")
     if args.train:
         if not args.label_column:
             raise LlmlabError("--train needs --label-column (the same column name in both files)")
@@ -545,15 +547,18 @@ def cmd_classify(args) -> int:
               + ("; name the labels as the file does (--labels 0=a negative review,1=...)" if labels else ""),
               file=sys.stderr)
     png = None
+    to_stdout = bool(args.out) and _is_stdout(args.out)  # (before writing: the file written is a new one)
     if args.out:
         extra = added_columns(header, ["predicted_label", "confidence"])
         out_rows = [dict(r, **dict(zip(extra, (p, f"{c:.4f}" if p else ""))))  # an empty text: no label
                     for r, p, c in zip(rows, result.predicted, result.confidence)]
         write_csv(args.out, header + extra, out_rows, args.delimiter, from_a_spreadsheet(args.file, args.encoding))
-        if result.metrics and (Path(args.out).is_file() or not Path(args.out).exists()):  # not beside /dev/stdout
+        # a PNG beside a file of its own, not beside /dev/stdout, /dev/fd/1 or a pipe
+        own_file = Path(args.out).is_file() and Path(args.out).absolute().parts[1:2] not in (("dev",), ("proc",))
+        if result.metrics and own_file and not to_stdout:
             png = Path(args.out).with_suffix(".confusion.png")
             confusion_png(result, png)
-    if args.out and _is_stdout(args.out):  # the predictions went to stdout: the report goes beside them, on stderr
+    if to_stdout:  # the predictions went to stdout: the report goes beside them, on stderr
         with contextlib.redirect_stdout(sys.stderr):
             return _report_classification(args, result, texts, png)
     return _report_classification(args, result, texts, png)
@@ -563,8 +568,8 @@ def _is_stdout(path) -> bool:
     """Whether ``path`` names the file, pipe or terminal standard output writes to (/dev/stdout, /dev/fd/1)."""
     try:
         a, b = os.stat(path), os.fstat(sys.stdout.fileno())
-    except (OSError, ValueError, io.UnsupportedOperation):  # no such file; stdout replaced by one without a descriptor
-        return False
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # no such file; stdout closed (None) or
+        return False  # replaced by an object without a descriptor
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 

@@ -31,6 +31,7 @@ import numbers
 import os
 import re
 import reprlib
+import shlex
 import sqlite3
 import weakref
 from collections.abc import Iterable
@@ -291,8 +292,9 @@ class Index:
                     self._retokenize()
                 version = SCHEMA_VERSION
         except sqlite3.DatabaseError as e:
-            raise LlmlabError(f"{path}: not a readable index ({self._reason(e)}); build it again with "
-                              f"`llmlab index PATH... --index {self.directory} --rebuild`") from None
+            way_out = "" if isinstance(e, sqlite3.OperationalError) else (  # busy, locked, unreadable: not damaged
+                f"; build it again with `llmlab index PATH... --index {shlex.quote(str(self.directory))} --rebuild`")
+            raise LlmlabError(f"{path}: not a readable index ({self._reason(e)}){way_out}") from None
         if version != SCHEMA_VERSION:  # checked before anything is written into it
             newer = version.isdigit() and int(version) > int(SCHEMA_VERSION)
             raise LlmlabError(f"{path}: an index in {'a newer' if newer else 'an older'} format (version {version}, "

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,10 @@ def test_cli_other_delimiters(tmp_path, capsys):
     assert main(["classify", semi, "--train", str(comma), "--delimiter", ";", *args]) == 2
     assert "looks comma-separated: --train-delimiter ','" in capsys.readouterr().err  # (it said --delimiter ',')
     assert main(["classify", semi, "--train", str(comma), "--delimiter", ";", "--train-delimiter", ",", *args]) == 0
+    capsys.readouterr()
+    assert main(["classify", semi, "--delimiter", ";", "--train-delimiter", ",", "--method", "zero-shot",
+                 "--labels", "pos,neg", "--text-column", "text", "--quiet"]) == 2
+    assert "--train-delimiter is the separator of --train" in capsys.readouterr().err
     assert main(["classify", semi, "--train", semi, "--delimiter", ";", "--out", str(out), *args]) == 0
     written = list(csv.reader(open(out, encoding="utf-8", newline=""), delimiter=";"))
     assert [r[0] for r in written[1:]] == [t for t, _ in rows] and len(written[1]) == 4
@@ -365,3 +370,19 @@ def test_cli_out_to_stdout_keeps_the_report_off_the_csv(tmp_path):
     rows = list(csv.DictReader(run.stdout.splitlines()))
     assert [r["text"] for r in rows] == TEXTS and all(r["predicted_label"] in ("pos", "neg") for r in rows)
     assert "accuracy" in run.stderr and "predictions written to /dev/stdout" in run.stderr
+    cmd = [sys.executable, "-m", "llmlab.cli", "classify", str(tmp_path / "r.csv"), "--text-column", "text",
+           "--label-column", "label", "--train", str(tmp_path / "r.csv"), "--method", "bow", "--quiet"]
+    pred = tmp_path / "pred.csv"
+    with open(pred, "w") as shell_out:  # `--out pred.csv > pred.csv`: the report was lost with the replaced file
+        run = subprocess.run([*cmd, "--out", str(pred)], stdout=shell_out, stderr=subprocess.PIPE, text=True,
+                             timeout=300)
+    assert run.returncode == 0 and "accuracy" in run.stderr and pred.read_text().startswith("text,label,predicted")
+    with open(tmp_path / "shell.csv", "w") as shell_out:  # `--out /dev/stdout > shell.csv`: no PNG in /dev
+        run = subprocess.run([*cmd, "--out", "/dev/stdout"], stdout=shell_out, stderr=subprocess.PIPE, text=True,
+                             timeout=300)
+    assert run.returncode == 0 and "confusion matrix" not in run.stderr
+    assert not Path("/dev/stdout.confusion.png").exists() and not Path("/dev/stdout.confusion.png").is_symlink()
+    assert len(list(csv.DictReader(open(tmp_path / "shell.csv")))) == len(TEXTS)
+    run = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *cmd, "--out", str(pred)], capture_output=True, text=True,
+                         timeout=300)  # standard output closed
+    assert run.returncode in (0, 120) and "Traceback" not in run.stderr, run.stderr
