@@ -15,7 +15,7 @@ rows (a prompt) arithmetic dominates, so the weight is dequantized and multiplie
 Dequantizing costs about as much as the matmul for a prompt of a few dozen tokens, so a job
 that reads many short prompts (classifying texts one by one) can hold the float32 weights for
 its duration: ``with float_weights(model): ...`` gives the same numbers, faster, for the memory
-of the float32 model.
+of the float32 weights while it lasts.
 The attention and MLP blocks also fuse their input projections (q/k/v, gate/up) into one
 matmul each, since at one token per step the fixed cost of each call matters as much as its size.
 
@@ -63,13 +63,10 @@ class Int8Linear(nn.Module):
         """The float32 weight (out, in): q * scale."""
         return self.weight_int8.float().mul_(self.scale.float()[:, None])
 
-    def dense(self) -> torch.Tensor:
-        return _dense(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > 16:  # many rows (a prompt): compute-bound, so dequantize and use float32 matmul
-            return F.linear(x, self.dense())
+            return F.linear(x, _dense(self))
         y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()  # (n, out)
         if self.refine:
             top = y.topk(min(self.refine, self.out_features), dim=-1).indices  # (n, k)
@@ -116,13 +113,10 @@ class Int4Linear(nn.Module):
         w = w.view(N, K // self.group, self.group)  # (N, K/group, group)
         return w.mul_(scale.contiguous()).add_(zero.contiguous()).view(N, K)
 
-    def dense(self) -> torch.Tensor:
-        return _dense(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
         if rows.shape[0] > 16:
-            return F.linear(x, self.dense())
+            return F.linear(x, _dense(self))
         y = torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.weight_int4, self.group, self.scale_zero)
         return y.float().view(*x.shape[:-1], self.out_features)
 
@@ -162,15 +156,10 @@ def float_weights(model: nn.Module):
                 layer.keep -= 1
                 if not layer.keep:
                     layer.held = None
-        if layers:
-            _release_freed_memory()
+        if layers:  # the freed weights back to the OS (glibc keeps blocks of a few MB in its heap)
+            from llmlab.weights.gguf import release_freed_memory  # (the loaders' helper, imported when used)
 
-
-def _release_freed_memory() -> None:
-    """Hand the freed float32 weights back to the OS (glibc keeps blocks of a few MB in its heap)."""
-    from llmlab.weights.gguf import release_freed_memory  # (the loaders' helper; imported here, when used)
-
-    release_freed_memory()
+            release_freed_memory()
 
 
 class Int8Embedding(nn.Module):
