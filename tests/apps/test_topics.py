@@ -364,3 +364,15 @@ def test_a_cluster_of_most_texts_is_split_into_its_parts():
     assert np.array_equal(split_dominant(reduced, half, 10), half)
     one = np.zeros(270, dtype=np.int64)  # one cluster only (texts all about one thing): as it was
     assert np.array_equal(split_dominant(reduced, one, 10), one)
+
+
+def test_short_chinese_reviews_are_several_topics_not_one(shared_data):
+    """The README's example (every 33rd of the first 9,900 waimai reviews): excess of mass kept 270 of
+    the 300 as one topic at the default seed; that cluster is now clustered again into its parts."""
+    with open(shared_data / "chinese" / "reviews" / "waimai_10k.csv", encoding="utf-8", newline="") as f:
+        reviews = [row["review"] for row in csv.DictReader(f)]
+    texts = reviews[:9900:33][:300]
+    found = topics(texts)
+    assert len(found.topics) >= 5 and max(t.size for t in found.topics) <= len(texts) / 2
+    assert found.outliers <= 0.1 * len(texts)
+    assert any({"太慢", "慢了"} & set(t.keywords[:3]) for t in found.topics)  # slow delivery, a topic of its own
