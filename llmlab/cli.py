@@ -831,7 +831,7 @@ def _print_sources(sources, citations: list[int], invalid: list[int], attributed
         cut = ", cut to fit the prompt" if s.trimmed else ""
         print(f"{mark}[{s.n}] {s.path} (chunk {s.chunk}, score {s.score:.4f}{cut})\n     "
               f"{snippet(s.text, query, 200)}")
-        if getattr(s, "also", None):
+        if s.also:
             print(f"     the same passage is also in {_places(s.also)}")
 
 

@@ -180,11 +180,10 @@ def topics(
             near = x @ (centre / max(float(np.linalg.norm(centre)), 1e-12)) >= OUTLIER_SIMILARITY
             single = bool(((one >= 0) | near).mean() >= 0.5)  # not a clump in noise
         labels = one if single else labels
-    found_first = int(labels.max()) + 1
-    labels = split_dominant(reduced, labels, size)
+    clustered, labels = labels, split_dominant(reduced, labels, size)
     noise = lambda: int((labels == -1).sum())  # noqa: E731
-    counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "split": found_first > 1 and
-              int(labels.max()) + 1 > found_first, "hdbscan_outliers": noise()}
+    counts = {"clusters_found": int(labels.max()) + 1, "single_cluster": single, "split": labels is not clustered,
+              "hdbscan_outliers": noise()}
     labels = merge_similar(x, labels, MERGE_SIMILARITY)
     counts["merged"] = counts["clusters_found"] - (int(labels.max()) + 1)
     labels = evict_strays(x, labels, STRAY_SIMILARITY)
@@ -257,7 +256,7 @@ def split_dominant(reduced: np.ndarray, labels: np.ndarray, min_topic_size: int,
                    share: float = DOMINANT_SHARE) -> np.ndarray:
     """``labels`` with a cluster that holds more than ``share`` of the texts, beside other clusters,
     replaced by the clusters HDBSCAN finds among its members alone (their noise: outliers), when
-    it finds several; else unchanged."""
+    it finds several; else ``labels`` itself."""
     if labels.max() < 1:  # no cluster, or one (texts all about one thing)
         return labels
     sizes = np.bincount(labels[labels >= 0])
