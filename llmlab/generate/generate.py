@@ -241,3 +241,68 @@ def complete(model, tokenizer, prompt: str | list[int], config: GenerationConfig
     for _ in s:
         pass
     return s.completion
+
+
+def continuation_logprobs(model, prompt_ids: list[int], options: list[list[int]],
+                          prefix: PromptCache | None = None, budget: int = 256) -> torch.Tensor:
+    """log P(option | prompt) for each option (token ids), as a (len(options),) tensor: how likely the
+    model finds each continuation, with no text generated (scoring labels, multiple choice).
+
+    One pass reads the prompt (after ``prefix``'s tokens when it starts with them) and, laid side
+    by side after it, the options: each option's token sees the prompt and its own option's tokens
+    before it (a block-diagonal causal mask), at the position it would have right after the
+    prompt. Options past about ``budget`` tokens together take more passes over the cached prompt.
+    For int8 / int4 models, ``float_weights(model, every_call=True)`` around the calls makes the
+    scores the float32 ones (the few-row kernels round logits to bfloat16).
+    """
+    if not options or not all(options):
+        raise LlmlabError("continuation_logprobs needs at least one option, each of at least one token")
+    vocab = model.config.vocab_size
+    if not prompt_ids or not all(0 <= t < vocab for ids in (prompt_ids, *options) for t in ids):
+        raise LlmlabError(f"the prompt and options must be token ids of the model (0..{vocab - 1}), the prompt "
+                          "at least one")
+    reads = [len(o) - 1 for o in options]  # an option's last token is predicted, never read
+    groups: list[list[int]] = [[]]  # options read in one pass, about `budget` tokens together
+    for i in (i for i, n in enumerate(reads) if n):  # an option of one token is scored from the prompt alone
+        if groups[-1] and sum(reads[j] for j in groups[-1]) + reads[i] > budget:
+            groups.append([])
+        groups[-1].append(i)
+    room = max(sum(reads[i] for i in g) for g in groups)
+    with torch.inference_mode():
+        rest = prompt_ids
+        if prefix is not None and prefix.fits(prompt_ids, room):  # the prefix's keys and values are in place
+            cache = prefix.cache
+            cache.length = prefix.length
+            rest = prompt_ids[len(prefix.ids):]
+        else:
+            cache = model.new_cache(1, len(prompt_ids) + room)
+        scores = torch.zeros(len(options))
+        for n, g in enumerate(groups):
+            first, tokens = _read_side_by_side(model, cache, rest if n == 0 else [], [options[i] for i in g])
+            if first is not None:
+                scores += first[torch.tensor([o[0] for o in options])]
+            scores.index_add_(0, torch.tensor(g, dtype=torch.long)[tokens[0]], tokens[1])
+    return scores
+
+
+def _read_side_by_side(model, cache, rest: list[int], options: list[list[int]]):
+    """Read ``rest`` (the prompt's tokens not cached yet, maybe none) and after it ``options`` but their
+    last tokens, side by side. Returns the log-probabilities after the prompt (vocab,), None when
+    ``rest`` is empty, and (option index, log-probability) of each option token after the first."""
+    past, R = cache.length, len(rest)
+    lengths = torch.tensor([len(o) - 1 for o in options], dtype=torch.long)
+    owner = torch.repeat_interleave(torch.arange(len(options)), lengths)  # (n,) option of each token read
+    offset = torch.arange(len(owner)) - (lengths.cumsum(0) - lengths)[owner]  # (n,) place within its option
+    T = R + len(owner)
+    sees = torch.ones(T, past + T, dtype=torch.bool).tril(diagonal=past)  # causal; then the options' blocks:
+    sees[R:, past + R:] = (owner[:, None] == owner[None, :]) & (offset[:, None] >= offset[None, :])
+    sees[R:, :past + R] = True  # every option token sees the whole prompt
+    positions = torch.cat([torch.arange(past, past + R), past + R + offset])  # (T,)
+    ids = torch.tensor(rest + [t for o in options for t in o[:-1]], dtype=torch.long)
+    rows = torch.arange(R - 1 if R else 0, T)  # the prompt's last place (when read now) and every option token
+    logprobs = model(ids[None], attention_mask=sees[None], cache=cache, positions=positions[None],
+                     rows=rows)[0].log_softmax(-1)  # (len(rows), vocab)
+    cache.length = past + R  # the options' keys and values are not kept
+    targets = torch.tensor([t for o in options for t in o[1:]], dtype=torch.long)
+    tokens = logprobs[1 if R else 0:].gather(1, targets[:, None])[:, 0]  # (n,)
+    return (logprobs[0] if R else None), (owner, tokens)

@@ -149,23 +149,37 @@ class Decoder(nn.Module):
         cache: KVCache | None = None,
         positions: torch.Tensor | None = None,
         last_only: bool = False,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, vocab) for ids (B, T); (B, 1, vocab) with ``last_only``.
+        """Logits (B, T, vocab) for ids (B, T); (B, 1, vocab) with ``last_only``; (B, len(rows), vocab)
+        at the places ``rows`` (1-D) only.
 
         ``attention_mask`` (B, past + T), 1 for tokens and 0 for (left) padding, covers the
         cached positions too. ``positions`` default to past + 0..T-1, or to the count of real
         tokens before each position when a mask is given.
+
+        A (B, T, past + T) ``attention_mask`` says outright which keys each new token sees, with
+        ``positions`` given: several continuations of one cached prompt, laid side by side and
+        each seeing only the prompt and itself, are read in one pass (`continuation_logprobs`).
         """
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
+        if attention_mask is not None and attention_mask.dim() == 3:
+            if positions is None or attention_mask.shape[1:] != (T, past + T):
+                raise ValueError(f"a 3-D attention mask is (B, T, past + T) = (B, {T}, {past + T}), with positions")
+            if int(positions.max()) >= self.config.max_seq_len:
+                raise ValueError(f"position {int(positions.max())} is past the context window of "
+                                 f"{self.config.max_seq_len}")
+            mask = attention_mask[:, None].bool()  # (B, 1, T, S)
+        else:
+            if past + T > self.config.max_seq_len:
+                raise ValueError(f"{past + T} positions exceed the context window of {self.config.max_seq_len}")
+            mask = self._mask(attention_mask, T, past, input_ids.device)
         if positions is None:
             if attention_mask is not None:
                 positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
             else:
                 positions = torch.arange(past, past + T, device=input_ids.device).expand(B, T)
-        if past + T > self.config.max_seq_len:
-            raise ValueError(f"{past + T} positions exceed the context window of {self.config.max_seq_len}")
-        mask = self._mask(attention_mask, T, past, input_ids.device)
         x = self.embed_tokens(input_ids)  # (B, T, C)
         if self.embed_positions is not None:
             x = x + self.embed_positions(positions)
@@ -176,6 +190,8 @@ class Decoder(nn.Module):
             cache.length += T
         if last_only:
             x = x[:, -1:]
+        elif rows is not None:
+            x = x[:, rows]
         return self.lm_head(self.norm(x))
 
     @staticmethod

@@ -15,7 +15,9 @@ rows (a prompt) arithmetic dominates, so the weight is dequantized and multiplie
 Dequantizing costs about as much as the matmul for a prompt of a few dozen tokens, so a job
 that reads many short prompts (classifying texts one by one) can hold the float32 weights for
 its duration: ``with float_weights(model): ...`` gives the same numbers, faster, for the memory
-of the float32 weights while it lasts.
+of the float32 weights while it lasts. Scoring text rather than generating it wants float32 for
+the few rows too (a logit near -30 in bfloat16 is off by up to 0.1): ``float_weights(model,
+every_call=True)`` sends every matmul of the calling thread through the float32 weights.
 The attention and MLP blocks also fuse their input projections (q/k/v, gate/up) into one
 matmul each, since at one token per step the fixed cost of each call matters as much as its size.
 
@@ -65,7 +67,7 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] > 16:  # many rows (a prompt): compute-bound, so dequantize and use float32 matmul
+        if rows.shape[0] > 16 or _every_call():  # many rows (a prompt): compute-bound, so dequantize, float32
             return F.linear(x, _dense(self))
         y = torch._weight_int8pack_mm(rows.to(torch.bfloat16), self.weight_int8, self.scale).float()  # (n, out)
         if self.refine:
@@ -115,13 +117,18 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] > 16:
+        if rows.shape[0] > 16 or _every_call():
             return F.linear(x, _dense(self))
         y = torch._weight_int4pack_mm_for_cpu(rows.to(torch.bfloat16), self.weight_int4, self.group, self.scale_zero)
         return y.float().view(*x.shape[:-1], self.out_features)
 
 
 _holding = threading.Lock()  # guards `keep` and `held` of every layer
+_thread = threading.local()  # .every_call: blocks of `float_weights(every_call=True)` open in this thread
+
+
+def _every_call() -> bool:
+    return getattr(_thread, "every_call", 0) > 0
 
 
 def _dense(layer) -> torch.Tensor:
@@ -137,20 +144,26 @@ def _dense(layer) -> torch.Tensor:
 
 
 @contextmanager
-def float_weights(model: nn.Module):
+def float_weights(model: nn.Module, every_call: bool = False):
     """Within the block, the int8 / int4 layers of ``model`` keep the float32 weight they
     dequantize for a prompt (more than 16 rows) instead of making it again on every call: the
     same results, faster for many short prompts, for the memory of those weights (about 430 MB
     for SmolLM2-135M's blocks; the output head only if it reads prompts whole) until the last
     block open on the model ends (blocks may nest, or run in several threads on one model).
-    Generating token by token is unchanged; a float32 model passes through untouched."""
+    Generating token by token is unchanged; a float32 model passes through untouched.
+
+    ``every_call``: calls of a few rows made by this thread inside the block use the float32
+    weights too (the head's included, 113 MB more for SmolLM2): float32 results throughout, as
+    scoring continuations wants; slower for generating."""
     layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
     with _holding:
         for layer in layers:
             layer.keep += 1
+    _thread.every_call = getattr(_thread, "every_call", 0) + bool(every_call)
     try:
         yield model
     finally:
+        _thread.every_call -= bool(every_call)
         with _holding:
             for layer in layers:
                 layer.keep -= 1

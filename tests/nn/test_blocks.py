@@ -203,3 +203,29 @@ def test_float_weights_blocks_in_two_threads_share_one_model():
             assert model.down_proj.held is held is not None and model.down_proj.keep == 1
             assert torch.equal(model(prompt), expected) and torch.equal(results[0], expected)
         assert model.down_proj.keep == 0 and model.down_proj.held is None
+
+
+def test_float_weights_every_call_gives_float32_for_few_rows_in_this_thread_only():
+    import threading
+
+    import torch.nn.functional as F
+
+    from llmlab.nn.quantized import Int4Linear, Int8Linear, float_weights
+
+    torch.manual_seed(0)
+    for layer in (Int4Linear(torch.randn(128, 64)), Int8Linear(torch.randn(128, 64), refine=8)):
+        step = torch.randn(1, 3, 64)  # 3 rows: the int kernels (bfloat16) outside the block
+        with torch.no_grad():
+            exact, kernel = F.linear(step, layer.dequantize()), layer(step)
+            assert not torch.equal(kernel, exact)
+            with float_weights(layer, every_call=True):
+                assert torch.equal(layer(step), exact)
+                other = []
+                worker = threading.Thread(target=lambda f=layer, x=step, out=other: out.append(f(x)))  # as before
+                worker.start()
+                worker.join()
+                assert torch.equal(other[0], kernel)
+                with float_weights(layer):  # a plain block inside keeps this thread's float32
+                    assert torch.equal(layer(step), exact)
+                assert torch.equal(layer(step), exact)
+            assert torch.equal(layer(step), kernel) and layer.held is None
