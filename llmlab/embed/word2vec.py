@@ -547,16 +547,16 @@ def evaluate_analogies(kv: KeyedVectors, path: str | Path, restrict_vocab: int |
     for s in range(0, len(q), block):
         a, b, c = q[s:s + block, 1], q[s:s + block, 2], q[s:s + block, 3]
         if method == "add":
-            scores = unit @ (unit[b] - unit[a] + unit[c]).T  # (V, block)
+            scores = (unit[b] - unit[a] + unit[c]) @ unit.T  # (block, V): argmax along rows, not down columns
         elif method == "mul":
-            cos = lambda i: (1 + unit @ unit[i].T) / 2
+            cos = lambda i: (1 + unit[i] @ unit.T) / 2
             scores = cos(b) * cos(c) / (cos(a) + 1e-3)
         else:
             raise LlmlabError(f"analogy method must be 'add' or 'mul', not {method!r}")
-        cols = np.arange(len(a))
+        rows = np.arange(len(a))
         for i in (a, b, c):
-            scores[i, cols] = -np.inf
-        predicted[s:s + block] = scores.argmax(axis=0)
+            scores[rows, i] = -np.inf
+        predicted[s:s + block] = scores.argmax(axis=1)
     for (sec, *_), p, d in zip(q.tolist(), predicted.tolist(), q[:, 4].tolist()):
         sections[sec]["total"] += 1
         sections[sec]["correct"] += p == d
