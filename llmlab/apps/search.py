@@ -447,25 +447,27 @@ class Index:
 
         def flush():
             nonlocal indexed, written
+            if not pending:  # (an index with nothing to change is not written)
+                return
             texts = [c for *_, chunks in pending for c in chunks]
             big = progress and len(texts) > 2000  # a large file: its own bar, the files' one stands still meanwhile
             vectors = iter(self.encoder().encode(texts, progress=big).numpy().astype(np.float32)) if texts else iter(())
-            for name, digest, chunks in pending:
-                name_words = bm25_text(title(name))
-                with self.db:  # one transaction per document, holding the write lock from its first read:
-                    self.db.execute("BEGIN IMMEDIATE")  # the entry read here is the one replaced (another run's)
+            with self.db:  # one transaction per batch (each commit waits for the disk, ~10 ms), holding the
+                self.db.execute("BEGIN IMMEDIATE")  # write lock from its first read: the entries read are the ones
+                for name, digest, chunks in pending:  # replaced (not older ones another run replaced meanwhile)
                     old = self.db.execute("SELECT id FROM docs WHERE path = ?", (name,)).fetchone()
                     if old is not None:
                         self._delete(old[0])
                         self.db.execute("DELETE FROM docs WHERE id = ?", (old[0],))
                     doc = self.db.execute("INSERT INTO docs (path, sha256) VALUES (?, ?)", (name, digest)).lastrowid
+                    name_words = bm25_text(title(name))
                     for n, chunk in enumerate(chunks):
                         cid = self.db.execute("INSERT INTO chunks (doc, n, text, vector) VALUES (?, ?, ?, ?)",
                                               (doc, n, chunk, next(vectors).tobytes())).lastrowid
                         self.db.execute("INSERT INTO chunks_fts (rowid, text, title) VALUES (?, ?, ?)",
                                         (cid, bm25_text(chunk), name_words))
-                indexed += 1
-                written += len(chunks)
+            indexed += len(pending)
+            written += sum(len(chunks) for *_, chunks in pending)
             pending.clear()
 
         for name, text in tqdm(documents, desc="indexing", unit="file", disable=not progress):
@@ -486,8 +488,8 @@ class Index:
         roots = [str(Path(f).resolve()) for f in folders]
         gone = [(doc, path) for doc, path in self.db.execute("SELECT id, path FROM docs")
                 if path not in present and any(_below(path, root) for root in roots)]
-        for doc, _ in gone:
-            with self.db:
+        with self.db:  # one transaction (a commit per file cost ~10 ms each)
+            for doc, _ in gone:
                 self._delete(doc)
                 self.db.execute("DELETE FROM docs WHERE id = ?", (doc,))
         self._vectors = None
@@ -509,9 +511,10 @@ class Index:
         self._follow()
         with self._writing():
             paths = self.gone()
-            for path in paths:
-                with self.db:
+            with self.db:  # one transaction
+                if paths:
                     self.db.execute("BEGIN IMMEDIATE")
+                for path in paths:
                     row = self.db.execute("SELECT id FROM docs WHERE path = ?", (path,)).fetchone()
                     if row is not None:  # (None: another run took it out meanwhile)
                         self._delete(row[0])
