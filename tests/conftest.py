@@ -95,6 +95,14 @@ def smollm2_model():
 
 
 @pytest.fixture(scope="session")
+def smollm2_int4():
+    """SmolLM2 at int4, the copy the apps load when given no model (as `llmlab chat` runs it)."""
+    from llmlab.apps.bundled import chat_decoder
+
+    return chat_decoder()
+
+
+@pytest.fixture(scope="session")
 def hf_smollm2():
     """HF transformers' LlamaForCausalLM on the same GGUF file, dequantized to float32."""
     import torch

@@ -395,7 +395,7 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
 
     # Contextual calibration (Zhao et al. 2021): small models prefer some labels whatever the
     # text; their scores for a content-free text measure that bias, which is subtracted.
-    # Scores are float32 throughout (every_call): the int4 kernels' bfloat16 logits moved them by up to 0.1.
+    # Scores are float32 throughout (every_call): the int4 kernels' bfloat16 logits moved them by up to 0.15.
     predicted, confidence = [], []
     with float_weights(model, every_call=True):
         blank = prompt("N/A")

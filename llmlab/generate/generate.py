@@ -8,7 +8,8 @@ and text that could be the start of a stop string is held back until it is decid
 
 Context window: the prompt plus ``max_new_tokens`` must fit the model's context length,
 otherwise `ContextWindowError` says by how much (chat drops old turns instead, see chat.py).
-Tests: tests/generate/test_generate.py; greedy ids vs HF transformers in tests/weights/test_gguf.py.
+Tests: tests/generate/test_generate.py, test_continuations.py; greedy ids vs HF transformers in
+tests/weights/test_gguf.py.
 """
 
 import codecs
@@ -255,10 +256,13 @@ def continuation_logprobs(model, prompt_ids: list[int], options: list[list[int]]
     For int8 / int4 models, ``float_weights(model, every_call=True)`` around the calls makes the
     scores the float32 ones (the few-row kernels round logits to bfloat16).
     """
+    prompt_ids = _id_sequence(prompt_ids, "the prompt")
+    options = [_id_sequence(o, "an option") for o in options]
     if not options or not all(options):
         raise LlmlabError("continuation_logprobs needs at least one option, each of at least one token")
     vocab = model.config.vocab_size
-    if not prompt_ids or not all(0 <= t < vocab for ids in (prompt_ids, *options) for t in ids):
+    if not prompt_ids or not all(isinstance(t, numbers.Integral) and 0 <= t < vocab
+                                 for ids in (prompt_ids, *options) for t in ids):
         raise LlmlabError(f"the prompt and options must be token ids of the model (0..{vocab - 1}), the prompt "
                           "at least one")
     reads = [len(o) - 1 for o in options]  # an option's last token is predicted, never read
@@ -283,6 +287,13 @@ def continuation_logprobs(model, prompt_ids: list[int], options: list[list[int]]
                 scores += first[torch.tensor([o[0] for o in options])]
             scores.index_add_(0, torch.tensor(g, dtype=torch.long)[tokens[0]], tokens[1])
     return scores
+
+
+def _id_sequence(ids, what: str) -> list:
+    """A list, a tuple, a 1-D numpy array or tensor of ids as a list of Python ints."""
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
+        raise LlmlabError(f"{what} must be a sequence of token ids, not {type(ids).__name__}")
+    return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
 def _read_side_by_side(model, cache, rest: list[int], options: list[list[int]]):

@@ -164,6 +164,8 @@ class Decoder(nn.Module):
         """
         B, T = input_ids.shape
         past = cache.length if cache is not None else 0
+        if last_only and rows is not None:
+            raise ValueError("give last_only or rows, not both")
         if attention_mask is not None and attention_mask.dim() == 3:
             if positions is None or attention_mask.shape[1:] != (T, past + T):
                 raise ValueError(f"a 3-D attention mask is (B, T, past + T) = (B, {T}, {past + T}), with positions")

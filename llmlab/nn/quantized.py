@@ -16,7 +16,7 @@ Dequantizing costs about as much as the matmul for a prompt of a few dozen token
 that reads many short prompts (classifying texts one by one) can hold the float32 weights for
 its duration: ``with float_weights(model): ...`` gives the same numbers, faster, for the memory
 of the float32 weights while it lasts. Scoring text rather than generating it wants float32 for
-the few rows too (a logit near -30 in bfloat16 is off by up to 0.1): ``float_weights(model,
+the few rows too (bfloat16 logits moved SmolLM2's label scores by up to 0.15): ``float_weights(model,
 every_call=True)`` sends every matmul of the calling thread through the float32 weights.
 The attention and MLP blocks also fuse their input projections (q/k/v, gate/up) into one
 matmul each, since at one token per step the fixed cost of each call matters as much as its size.
@@ -124,11 +124,11 @@ class Int4Linear(nn.Module):
 
 
 _holding = threading.Lock()  # guards `keep` and `held` of every layer
-_thread = threading.local()  # .every_call: blocks of `float_weights(every_call=True)` open in this thread
+_every_call_threads: dict[int, int] = {}  # thread id -> blocks of `float_weights(every_call=True)` it opened
 
 
 def _every_call() -> bool:
-    return getattr(_thread, "every_call", 0) > 0
+    return threading.get_ident() in _every_call_threads
 
 
 def _dense(layer) -> torch.Tensor:
@@ -152,19 +152,24 @@ def float_weights(model: nn.Module, every_call: bool = False):
     block open on the model ends (blocks may nest, or run in several threads on one model).
     Generating token by token is unchanged; a float32 model passes through untouched.
 
-    ``every_call``: calls of a few rows made by this thread inside the block use the float32
+    ``every_call``: calls of a few rows made by the thread that opened the block use the float32
     weights too (the head's included, 113 MB more for SmolLM2): float32 results throughout, as
     scoring continuations wants; slower for generating."""
     layers = [m for m in model.modules() if isinstance(m, (Int8Linear, Int4Linear))]
+    opener = threading.get_ident()  # (a block may be closed from another thread: a generator's, say)
     with _holding:
         for layer in layers:
             layer.keep += 1
-    _thread.every_call = getattr(_thread, "every_call", 0) + bool(every_call)
+        if every_call:
+            _every_call_threads[opener] = _every_call_threads.get(opener, 0) + 1
     try:
         yield model
     finally:
-        _thread.every_call -= bool(every_call)
         with _holding:
+            if every_call:
+                _every_call_threads[opener] -= 1
+                if not _every_call_threads[opener]:
+                    del _every_call_threads[opener]
             for layer in layers:
                 layer.keep -= 1
                 if not layer.keep:

@@ -36,6 +36,10 @@ def test_options_side_by_side_equal_each_read_after_the_prompt(family):
     again = continuation_logprobs(model, prompt[:6] + [4, 4], options, prefix=shared)  # the prefix is reused as it was
     torch.testing.assert_close(again, torch.tensor([_whole(model, prompt[:6] + [4, 4], o) for o in options]),
                                rtol=1e-6, atol=1e-5)
+    arrays = continuation_logprobs(model, torch.tensor(prompt), (torch.tensor([5]), (7, 8, 9)))  # tensors, tuples
+    torch.testing.assert_close(arrays, expected[:2], rtol=1e-6, atol=1e-5)
+    with pytest.raises(LlmlabError, match="sequence of token ids"):
+        continuation_logprobs(model, "text", [[1]])
     with pytest.raises(LlmlabError, match="at least one option"):
         continuation_logprobs(model, prompt, [[1], []])
     with pytest.raises(LlmlabError, match="token ids of the model"):
@@ -44,10 +48,10 @@ def test_options_side_by_side_equal_each_read_after_the_prompt(family):
         continuation_logprobs(model, [], [[1]])
 
 
-def test_smollm2_int4_scores_are_the_float32_ones(smollm2_model):
+def test_smollm2_int4_scores_are_the_float32_ones(smollm2_int4):
     from llmlab.nn.quantized import float_weights
 
-    model, tok = smollm2_model.model, smollm2_model.tokenizer
+    model, tok = smollm2_int4.model, smollm2_int4.tokenizer
     prompt = tok.encode("<|im_start|>user\nIs this review positive or negative?\nText: a warm, funny film<|im_end|>\n"
                         "<|im_start|>assistant\n")
     options = [tok.encode(w) + [tok.special_tokens["<|im_end|>"]] for w in ("positive", "negative", "mixed feelings")]
@@ -56,3 +60,5 @@ def test_smollm2_int4_scores_are_the_float32_ones(smollm2_model):
         expected = torch.tensor([_whole(model, prompt, o) for o in options])  # whole sequences: the float32 path
     torch.testing.assert_close(scores, expected, rtol=0, atol=1e-4)
     assert scores.argmax() == 0
+    kernels = continuation_logprobs(model, prompt, options)  # outside: the few-row kernels' bfloat16 logits
+    assert (kernels - expected).abs().max() > 1e-3

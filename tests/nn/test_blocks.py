@@ -229,3 +229,14 @@ def test_float_weights_every_call_gives_float32_for_few_rows_in_this_thread_only
                     assert torch.equal(layer(step), exact)
                 assert torch.equal(layer(step), exact)
             assert torch.equal(layer(step), kernel) and layer.held is None
+
+            def job(f, x):  # a generator holding a block, closed from another thread
+                with float_weights(f, every_call=True):
+                    yield f(x)
+
+            running = job(layer, step)
+            assert torch.equal(next(running), exact)
+            closer = threading.Thread(target=running.close)
+            closer.start()
+            closer.join()
+            assert not layer.keep and layer.held is None and torch.equal(layer(step), kernel)

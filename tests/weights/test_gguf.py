@@ -114,10 +114,10 @@ def test_unsupported_architecture(tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_quantized_paths_agree_with_float32(smollm2_model, precision):
+def test_quantized_paths_agree_with_float32(smollm2_model, precision, request):
     from llmlab.weights.registry import load_decoder
 
-    int8 = load_decoder("smollm2", precision=precision)
+    int8 = request.getfixturevalue("smollm2_int4") if precision == "int4" else load_decoder("smollm2", precision="int8")
     tok = smollm2_model.tokenizer
     agree = total = 0
     with torch.inference_mode():
