@@ -108,7 +108,8 @@ def _visible(piece: str) -> str:
 
 
 def _join_pieces(pieces: list[str], colour: bool) -> str:
-    shown = [_visible(p) for p in pieces]
+    visible = {p: _visible(p) for p in set(pieces)}  # each distinct piece once: a long text repeats few
+    shown = [visible[p] for p in pieces]
     if colour:
         return "".join(f"\x1b[30m{_COLOURS[i % len(_COLOURS)]}{p}{_RESET}" for i, p in enumerate(shown))
     return "|" + "|".join(shown) + "|"
@@ -142,7 +143,8 @@ def _read_input(args, what: str = "text") -> str:
 
 
 # --- llmlab tokenize ----------------------------------------------------------------------
-def _tokenize_one(tok, text: str, special: bool = True) -> dict:
+def _tokenize_one(tok, text: str, special: bool = True, display: bool = True) -> dict:
+    """Ids, pieces, the pieces as shown to a person (``display``, not for JSON) and unknown count."""
     ids = tok.encode(text, special=special)
     from llmlab.tokenize.simple import SplitTokenizer
 
@@ -151,9 +153,13 @@ def _tokenize_one(tok, text: str, special: bool = True) -> dict:
         display = tokens
         unknown = sum(i == tok.unk_id for i in ids) if tok.vocab is not None else 0
     else:
-        tokens = [tok.id_to_token(i) for i in ids]
-        display = [tok.display_token(i) for i in ids]
-        unknown = sum(t == getattr(tok, "unk_token", None) for t in tokens)
+        distinct = set(ids)  # each distinct id looked up once
+        pieces = {i: tok.id_to_token(i) for i in distinct}
+        tokens = [pieces[i] for i in ids]
+        shown = {i: tok.display_token(i) for i in distinct} if display else {}
+        display = [shown[i] for i in ids] if display else None
+        unk = getattr(tok, "unk_token", None)
+        unknown = sum(ids.count(i) for i in distinct if pieces[i] == unk)
     return {"tokenizer": tok.name, "kind": tok.kind, "ids": ids, "tokens": tokens,
             "display": display, "unknown": unknown}
 
@@ -166,7 +172,7 @@ def cmd_tokenize(args) -> int:
     special = not args.no_special
     if args.compare:
         names = list(NAMES) + [t for t in (args.tokenizer or []) if t not in NAMES]
-        rows = [_tokenize_one(load_tokenizer(n), text, special) for n in names]
+        rows = [_tokenize_one(load_tokenizer(n), text, special, display=args.format != "json") for n in names]
         if args.format == "json":
             doc = {"text": text, "tokenizers": [
                 {k: r[k] for k in ("tokenizer", "kind", "ids", "tokens", "unknown")} | {"count": len(r["ids"])}
@@ -180,7 +186,7 @@ def cmd_tokenize(args) -> int:
                   f"{_join_pieces(r['display'], colour)}")
         return 0
     tok = load_tokenizer((args.tokenizer or ["smollm2"])[-1])
-    r = _tokenize_one(tok, text, special)
+    r = _tokenize_one(tok, text, special, display=args.format != "json")
     if args.format == "json":
         _print_json({"tokenizer": r["tokenizer"], "ids": r["ids"], "tokens": r["tokens"]})
         return 0
