@@ -352,8 +352,7 @@ def _zero_shot(texts, names, descriptions, encoder, progress) -> Classification:
 def _generative(texts, names, descriptions, decoder, question, progress) -> Classification:
     from tqdm import tqdm
 
-    from llmlab.generate import ChatTemplate, PromptCache
-    from llmlab.generate.generate import continuation_logprobs
+    from llmlab.generate import ChatTemplate, PromptCache, continuation_logprobs
     from llmlab.nn.quantized import float_weights
 
     if decoder is None:

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from llmlab.errors import LlmlabError
-from llmlab.generate import PromptCache
-from llmlab.generate.generate import continuation_logprobs
+from llmlab.generate import PromptCache, continuation_logprobs
 from llmlab.models.decoder import Decoder, DecoderConfig
 
 
