@@ -14,12 +14,14 @@ Implements skip-gram and CBOW with negative sampling, as in word2vec.c and gensi
   rate higher for longer: +1.2 points of WordSim-353 there, which is gensim's score (README);
 - words rarer than ``min_count`` dropped; a seed for everything random.
 
-Training streams the files twice over: one vocabulary pass (word and sentence counts), then per epoch a
-pass that cuts the sentences into chunks of about ``chunk_words`` words, maps them to ids,
-sub-samples them and draws the windows with numpy, and hands each chunk to a worker
+Training streams the files: one vocabulary pass (word and sentence counts), then a pass that
+cuts the sentences into chunks of about ``chunk_words`` words and maps them to ids; per epoch
+each chunk is sub-sampled and its windows drawn with numpy, and it is handed to a worker
 thread. The workers run the numba kernels of `word2vec_kernels` without the GIL and update
-the shared matrices without locks (Hogwild). Memory holds the vocabulary, the two matrices
-and a few chunks, whatever the corpus size.
+the shared matrices without locks (Hogwild). The first epoch keeps the chunks' ids (4 bytes a
+word) for the later ones, which then read no file and tokenize nothing; a corpus of more than
+``CACHE_WORDS`` words is read again each epoch instead, so memory holds the vocabulary, the two
+matrices and a few chunks, whatever the corpus size.
 
 Tokens (`tokenize`): lower-cased words, ``[^\\W\\d_]+(?:'[^\\W\\d_]+)*`` (letters, with inner
 apostrophes: "don't", "atlanta's"); digits and punctuation are dropped. Sentences
@@ -60,6 +62,7 @@ from llmlab.fileio import atomic_write_bytes, atomic_write_text, path_list, read
 TOKEN_RE = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 TAG_RE = re.compile(r"/[^\s/]+(?=\s|$)")  # the "/tag" ending each token of a POS-tagged line
 MAX_SENTENCE = 1000
+CACHE_WORDS = 100_000_000  # a corpus up to this many words has its ids kept after the first epoch (400 MB)
 ZIP_SKIP = {"README", "CONTENTS", "cats.txt"}  # the Brown zip's documentation members
 VECTORS_FILE, INFO_FILE = "vectors.bin", "word2vec.json"
 
@@ -401,9 +404,14 @@ class Word2Vec:
         return cfg.alpha - (cfg.alpha - cfg.min_alpha) * min(pushed / (cfg.epochs * per_epoch), 1.0)
 
     # training passes --------------------------------------------------------------------------
-    def _prepare(self, words, lengths, index, keep, rng):
-        """Chunk of words -> (ids, sentence starts, reduced windows), rare and sub-sampled words dropped."""
-        ids = np.fromiter(map(index.get, words, repeat(-1)), dtype=np.int32, count=len(words))
+    def _chunks(self, files, index) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(ids, sentence lengths) of each chunk of the corpus, -1 for a word out of the vocabulary."""
+        for words, lengths in iter_chunks(iter_sentences(files), self.config.chunk_words):
+            yield (np.fromiter(map(index.get, words, repeat(-1)), dtype=np.int32, count=len(words)),
+                   np.array(lengths, dtype=np.int64))
+
+    def _prepare(self, ids, lengths, keep, rng):
+        """Chunk of ids -> (ids, sentence starts, reduced windows), rare and sub-sampled words dropped."""
         sentence = np.repeat(np.arange(len(lengths)), lengths)
         mask = (ids >= 0) & (rng.random(len(ids)) < keep[ids])
         ids = ids[mask]
@@ -453,17 +461,23 @@ class Word2Vec:
             t.start()
         try:
             pushed = 0
+            kept: list | None = [] if self.raw_words <= CACHE_WORDS else None  # the first epoch's chunks
             for epoch in range(cfg.epochs):
-                for k, (words, lengths) in enumerate(iter_chunks(iter_sentences(files), cfg.chunk_words)):
+                chunks = kept if epoch and kept is not None else self._chunks(files, index)
+                for k, (all_ids, lengths) in enumerate(chunks):
+                    if epoch == 0 and kept is not None:
+                        kept.append((all_ids, lengths))
                     rng = np.random.default_rng([cfg.seed, epoch, k])
-                    ids, starts, windows = self._prepare(words, lengths, index, keep, rng)
+                    ids, starts, windows = self._prepare(all_ids, lengths, keep, rng)
                     a0 = self.alpha_at(pushed)
-                    pushed += len(lengths) if cfg.alpha_decay == "sentences" else len(words)
+                    pushed += len(lengths) if cfg.alpha_decay == "sentences" else len(all_ids)
                     a1 = self.alpha_at(pushed)
                     state = np.uint64(rng.integers(1, 2**63))
-                    jobs.put((ids, starts, windows, a0, a1, state, len(words)))
+                    jobs.put((ids, starts, windows, a0, a1, state, len(all_ids)))
                     if errors:
                         break
+                if errors:
+                    break
         finally:
             for _ in threads:
                 jobs.put(None)

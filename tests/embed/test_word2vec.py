@@ -119,6 +119,23 @@ def test_seeded_single_thread_training_is_deterministic(corpus):
     assert np.array_equal(one.wv.vectors, a) and repr(one.wv) == f"<KeyedVectors: {len(one.wv):,} words x 16 dims>"
 
 
+def test_later_epochs_read_the_kept_ids_or_the_files_again(corpus, monkeypatch):
+    """Epochs after the first read the ids kept from it, not the files, and train exactly as a
+    corpus too large to keep (read from the files each epoch) does."""
+    import llmlab.embed.word2vec as w2v
+
+    cfg = Word2VecConfig(dim=16, epochs=3, seed=5, threads=1, chunk_words=500)
+    opened = []
+    lines = w2v._text_lines
+    monkeypatch.setattr(w2v, "_text_lines", lambda path: opened.append(path) or lines(path))
+    kept = train_word2vec([corpus], cfg, progress=False).wv.vectors
+    assert len(opened) == 2  # the vocabulary pass and the first epoch
+    monkeypatch.setattr(w2v, "CACHE_WORDS", 1000)  # the corpus has 30,000 words
+    opened.clear()
+    streamed = train_word2vec([corpus], cfg, progress=False).wv.vectors
+    assert len(opened) == 4 and np.array_equal(kept, streamed)
+
+
 def test_cbow_and_two_threads_learn_too(corpus):
     m = train_word2vec([corpus], Word2VecConfig(sg=False, dim=24, window=3, epochs=5, threads=2), progress=False)
     assert m.config.alpha == 0.05
