@@ -2,8 +2,9 @@
 
 Both trainers read the same sentences: llmlab's reader (`llmlab.embed.word2vec.iter_sentences`:
 lower-cased letter words, a paragraph of a .txt file or a line of Brown with its tags stripped is
-one sentence) streams the corpus from disk on every epoch, for us directly and for gensim as a
-restartable iterable, so both also pay the same tokenisation cost. Same hyperparameters: skip-gram,
+one sentence) streams the corpus from disk: for gensim on every epoch, as a restartable iterable;
+for us in the vocabulary pass and the first epoch, whose ids the later epochs reuse (a corpus of
+up to 100M words). Same hyperparameters: skip-gram,
 dim 100, window 5, negative 5, min_count 5, sample 1e-3, 5 epochs, seed 1, and the same thread
 count (1, then 2). Each trainer runs in its own subprocess, which reports its peak RSS (ru_maxrss).
 Seeds move the quality figures by about a point, so each configuration is trained with several
