@@ -18,10 +18,10 @@ Training streams the files: one vocabulary pass (word and sentence counts), then
 cuts the sentences into chunks of about ``chunk_words`` words and maps them to ids; per epoch
 each chunk is sub-sampled and its windows drawn with numpy, and it is handed to a worker
 thread. The workers run the numba kernels of `word2vec_kernels` without the GIL and update
-the shared matrices without locks (Hogwild). The first epoch keeps the chunks' ids (4 bytes a
-word) for the later ones, which then read no file and tokenize nothing; a corpus of more than
+the shared matrices without locks (Hogwild). The first epoch keeps the chunks' ids (about 4 bytes
+a word) for the later ones, which then read no file and tokenize nothing. A corpus of more than
 ``CACHE_WORDS`` words is read again each epoch instead, so memory holds the vocabulary, the two
-matrices and a few chunks, whatever the corpus size.
+matrices, a few chunks and at most ``CACHE_WORDS`` ids (400 MB), whatever the corpus size.
 
 Tokens (`tokenize`): lower-cased words, ``[^\\W\\d_]+(?:'[^\\W\\d_]+)*`` (letters, with inner
 apostrophes: "don't", "atlanta's"); digits and punctuation are dropped. Sentences
@@ -408,7 +408,7 @@ class Word2Vec:
         """(ids, sentence lengths) of each chunk of the corpus, -1 for a word out of the vocabulary."""
         for words, lengths in iter_chunks(iter_sentences(files), self.config.chunk_words):
             yield (np.fromiter(map(index.get, words, repeat(-1)), dtype=np.int32, count=len(words)),
-                   np.array(lengths, dtype=np.int64))
+                   np.array(lengths, dtype=np.int32))
 
     def _prepare(self, ids, lengths, keep, rng):
         """Chunk of ids -> (ids, sentence starts, reduced windows), rare and sub-sampled words dropped."""
@@ -425,7 +425,7 @@ class Word2Vec:
 
         from llmlab.embed.word2vec_kernels import noise_tables, train_chunk_cbow, train_chunk_sg
 
-        files = path_list(files)  # read once per epoch
+        files = path_list(files)  # read by the vocabulary pass and the first epoch (or every epoch)
         cfg = self.config
         if not self.words:
             self.build_vocab(files)
@@ -461,7 +461,8 @@ class Word2Vec:
             t.start()
         try:
             pushed = 0
-            kept: list | None = [] if self.raw_words <= CACHE_WORDS else None  # the first epoch's chunks
+            # the first epoch's chunks, for the later ones
+            kept: list | None = [] if cfg.epochs > 1 and self.raw_words <= CACHE_WORDS else None
             for epoch in range(cfg.epochs):
                 chunks = kept if epoch and kept is not None else self._chunks(files, index)
                 for k, (all_ids, lengths) in enumerate(chunks):
@@ -521,7 +522,7 @@ def load_info(directory: str | Path) -> dict:
 
 def train_word2vec(files: str | Path | list[str | Path], config: Word2VecConfig | None = None,
                    progress: bool = True) -> Word2Vec:
-    files = path_list(files)  # read once per epoch: a generator would be spent after the first
+    files = path_list(files)  # read more than once: a generator would be spent after the first pass
     model = Word2Vec(config).build_vocab(files)
     model.train(files, progress=progress)
     return model
