@@ -79,6 +79,7 @@ def test_embed_writes_json_lines(capsys, tmp_path):
     rows = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(rows) == 4 and all(len(r) == 384 for r in rows)
     assert abs(sum(x * x for x in rows[0]) - 1) < 1e-4  # MiniLM's vectors are normalised
+    assert all(round(x, 7) == x for r in rows for x in r)  # 7 decimals, as round(x, 7) gives them
     code, out, _ = run(capsys, "embed", "-f", str(path), "--format", "text")
     assert code == 0
     assert max(abs(float(x) - y) for line, row in zip(out.splitlines(), rows, strict=True)
