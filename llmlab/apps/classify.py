@@ -353,6 +353,7 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
     from tqdm import tqdm
 
     from llmlab.generate import ChatTemplate, PromptCache, continuation_logprobs
+    from llmlab.generate.generate import continuation_room
     from llmlab.nn.quantized import float_weights
 
     if decoder is None:
@@ -400,7 +401,7 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
         blank = prompt("N/A")
         prompts = [fitted(text) for text in texts]
         # the instructions before each text are read once (the prefix's keys and values kept)
-        prefix = PromptCache.common(model, [blank, *prompts], min(sum(map(len, options)), 256 + max(map(len, options))))
+        prefix = PromptCache.common(model, [blank, *prompts], continuation_room(options))
         bias = continuation_logprobs(model, blank, options, prefix)
         for ids in tqdm(prompts, desc="classifying", unit="text", disable=not progress):
             scores = continuation_logprobs(model, ids, options, prefix) - bias

@@ -265,13 +265,7 @@ def continuation_logprobs(model, prompt_ids: list[int], options: list[list[int]]
                                  for ids in (prompt_ids, *options) for t in ids):
         raise LlmlabError(f"the prompt and options must be token ids of the model (0..{vocab - 1}), the prompt "
                           "at least one")
-    reads = [len(o) - 1 for o in options]  # an option's last token is predicted, never read
-    groups: list[list[int]] = [[]]  # options read in one pass, about `budget` tokens together
-    for i in (i for i, n in enumerate(reads) if n):  # an option of one token is scored from the prompt alone
-        if groups[-1] and sum(reads[j] for j in groups[-1]) + reads[i] > budget:
-            groups.append([])
-        groups[-1].append(i)
-    room = max(sum(reads[i] for i in g) for g in groups)
+    groups, room = _passes(options, budget)
     with torch.inference_mode():
         rest = prompt_ids
         if prefix is not None and prefix.fits(prompt_ids, room):  # the prefix's keys and values are in place
@@ -287,6 +281,25 @@ def continuation_logprobs(model, prompt_ids: list[int], options: list[list[int]]
                 scores += first[torch.tensor([o[0] for o in options])]
             scores.index_add_(0, torch.tensor(g, dtype=torch.long)[tokens[0]], tokens[1])
     return scores
+
+
+def continuation_room(options: list[list[int]], budget: int = 256) -> int:
+    """The cache positions `continuation_logprobs` needs after a prompt for ``options`` (what a
+    `PromptCache` shared by its calls must leave free)."""
+    return _passes([list(o) for o in options], budget)[1]
+
+
+def _passes(options: list[list[int]], budget: int) -> tuple[list[list[int]], int]:
+    """The options read in each pass (indices), about ``budget`` tokens together, and the most tokens
+    one pass reads. An option's last token is predicted, never read, so one of one token is scored
+    from the prompt's pass alone."""
+    reads = [len(o) - 1 for o in options]
+    groups: list[list[int]] = [[]]
+    for i in (i for i, n in enumerate(reads) if n):
+        if groups[-1] and sum(reads[j] for j in groups[-1]) + reads[i] > budget:
+            groups.append([])
+        groups[-1].append(i)
+    return groups, max(sum(reads[i] for i in g) for g in groups)
 
 
 def _id_sequence(ids, what: str) -> list:

@@ -7,6 +7,7 @@ import torch
 
 from llmlab.errors import LlmlabError
 from llmlab.generate import PromptCache, continuation_logprobs
+from llmlab.generate.generate import continuation_room
 from llmlab.models.decoder import Decoder, DecoderConfig
 
 
@@ -29,7 +30,9 @@ def test_options_side_by_side_equal_each_read_after_the_prompt(family):
     for budget in (256, 4, 1):  # one pass, a few, one option a pass
         torch.testing.assert_close(continuation_logprobs(model, prompt, options, budget=budget), expected,
                                    rtol=1e-6, atol=1e-5)
-    shared = PromptCache(model, prompt[:6], len(prompt) + 10)
+    assert continuation_room(options) == 2 + 2 + 1 + 5 and continuation_room(options, budget=4) == 5
+    assert continuation_room([[1], [2]]) == 0
+    shared = PromptCache(model, prompt[:6], len(prompt) + continuation_room(options))
     torch.testing.assert_close(continuation_logprobs(model, prompt, options, prefix=shared), expected,
                                rtol=1e-6, atol=1e-5)
     again = continuation_logprobs(model, prompt[:6] + [4, 4], options, prefix=shared)  # the prefix is reused as it was
