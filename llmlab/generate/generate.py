@@ -225,13 +225,7 @@ def stream(model, tokenizer, prompt: str | list[int], config: GenerationConfig |
     """A streaming generation; ``prompt`` is text (encoded with special tokens) or ids (a list, a numpy
     array or a 1-D tensor). ``prefix``: a `PromptCache` of the prompt's beginning (ignored when the
     prompt does not start with it)."""
-    if isinstance(prompt, str):
-        ids = tokenizer.encode(prompt)
-    elif isinstance(prompt, (bytes, bytearray)) or not hasattr(prompt, "__iter__") or getattr(prompt, "ndim", 1) != 1:
-        raise LlmlabError(f"the prompt must be a str or a sequence of token ids, not {type(prompt).__name__}"
-                          + (" (decode bytes to text first)" if isinstance(prompt, (bytes, bytearray)) else ""))
-    else:
-        ids = prompt.tolist() if hasattr(prompt, "tolist") else list(prompt)  # numpy / torch: Python ints
+    ids = tokenizer.encode(prompt) if isinstance(prompt, str) else _id_sequence(prompt, "the prompt", "a str or ")
     return Stream(model, tokenizer, ids, config or GenerationConfig(), prefix)
 
 
@@ -302,10 +296,12 @@ def _passes(options: list[list[int]], budget: int) -> tuple[list[list[int]], int
     return groups, max(sum(reads[i] for i in g) for g in groups)
 
 
-def _id_sequence(ids, what: str) -> list:
-    """A list, a tuple, a 1-D numpy array or tensor of ids as a list of Python ints."""
-    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
-        raise LlmlabError(f"{what} must be a sequence of token ids, not {type(ids).__name__}")
+def _id_sequence(ids, what: str, or_else: str = "") -> list:
+    """A list, a tuple, a 1-D numpy array or tensor of ids as a list of Python ints (numpy / torch
+    give Python ints through tolist)."""
+    if isinstance(ids, (str, bytes, bytearray)) or not hasattr(ids, "__iter__") or getattr(ids, "ndim", 1) != 1:
+        raise LlmlabError(f"{what} must be {or_else}a sequence of token ids, not {type(ids).__name__}"
+                          + (" (decode bytes to text first)" if isinstance(ids, (bytes, bytearray)) else ""))
     return ids.tolist() if hasattr(ids, "tolist") else list(ids)
 
 
