@@ -239,8 +239,9 @@ def cmd_tokenizer_list(args) -> int:
 def _generation_config(args):
     from llmlab.generate import GenerationConfig
 
-    return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed, stop=args.stop or [],
+    return GenerationConfig(max_new_tokens=args.max_new_tokens or args.default_new_tokens,
+                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                            stop=args.stop or [],
                             repetition_penalty=args.repetition_penalty,
                             repetition_window=args.repetition_window or None)
 
@@ -252,6 +253,10 @@ def cmd_complete(args) -> int:
     prompt = _read_input(args, what="prompt")
     config = _generation_config(args)
     bundle = load_adapted_decoder(args.model, args.adapter, precision=args.precision)
+    prompt = bundle.tokenizer.encode(prompt)
+    room = bundle.config.max_seq_len - len(prompt)
+    if args.max_new_tokens is None and room >= 1:  # a small model's window (64 tokens) bounds the default
+        config.max_new_tokens = min(config.max_new_tokens, room)
     s = stream(bundle.model, bundle.tokenizer, prompt, config)
     if args.format == "json":
         for _ in s:
@@ -298,6 +303,8 @@ def cmd_chat(args) -> int:
     tok = bundle.tokenizer
     template = ChatTemplate(source, tok.bos_token or "", tok.eos_token or "")
     session = ChatSession(bundle.model, tok, template, system=args.system, config=_generation_config(args))
+    if args.max_new_tokens is None:  # the answer may take up to half the window, the conversation the rest
+        session.config.max_new_tokens = min(session.config.max_new_tokens, max(1, bundle.config.max_seq_len // 2))
     if source == PLAIN_TEMPLATE:
         session.config.stop.extend(PLAIN_STOP)
     index = query = None  # query: the last search query; a follow-up question is searched together with it
@@ -1237,12 +1244,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=["text", "json"], default="text")
     ls.set_defaults(func=cmd_tokenizer_list)
 
-    def generation_options(sp, max_new_tokens, temperature, precision, repetition_penalty=1.0, top_p=None):
+    def generation_options(sp, max_new_tokens, temperature, precision, repetition_penalty=1.0, top_p=None,
+                           room="what the context window leaves after the prompt"):
         sp.add_argument("--model", "-m", default="smollm2", metavar="NAME|PATH", help=DECODER_HELP)
         sp.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (`llmlab finetune sft --lora`) "
                         "to merge into the model before generating")
-        sp.add_argument("--max-new-tokens", type=_count, default=max_new_tokens, metavar="N",
-                        help="the most tokens to generate (default %(default)s)")
+        sp.add_argument("--max-new-tokens", type=_count, metavar="N",
+                        help=f"the most tokens to generate (default {max_new_tokens}, or {room} when that is less)")
+        sp.set_defaults(default_new_tokens=max_new_tokens)
         sp.add_argument("--temperature", type=_nonnegative, default=temperature, metavar="T",
                         help=f"sampling temperature, 0 = greedy (default {temperature:g})")
         sp.add_argument("--top-k", type=_count, metavar="K", help="sample only from the K most likely tokens")
@@ -1283,7 +1292,8 @@ def build_parser() -> argparse.ArgumentParser:
     ch.add_argument("--format", choices=["text", "json"], default="text",
                     help="json: one object per answered message ({user, assistant, prompt_tokens, ...}); "
                          "with --list-presets, a list of {name, prompt}")
-    generation_options(ch, 512, 0.2, "int4", 1.1, 0.9)  # 1.1: loops 9.1% -> 1.8% in bench/chat.py, ROUGE-L no lower
+    generation_options(ch, 512, 0.2, "int4", 1.1, 0.9,  # 1.1: loops 9.1% -> 1.8% in bench/chat.py, ROUGE-L no lower
+                       room="half the model's context window")
     ch.set_defaults(func=cmd_chat)
 
     e = sub.add_parser("embed", help="sentence embeddings as JSON Lines, one array per input line")

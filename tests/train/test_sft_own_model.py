@@ -31,6 +31,12 @@ def test_plain_template_labels_the_answer_and_its_blank_line(char_data):
 def test_own_base_model_becomes_a_chat_model(char_data, tmp_path, capsys, monkeypatch):
     base = tmp_path / "base"
     train(tiny(char_data, base, max_iters=60, block_size=32, max_seq_len=64), log=lambda *a: None)
+    # without --max-new-tokens, `complete` (default 128) and `chat` (512) fit a 64-token window
+    assert main(["complete", "--model", str(base), "--format", "json", "First"]) == 0
+    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert done["prompt_tokens"] + len(done["ids"]) == 64 or done["finish_reason"] == "eos", done
+    assert main(["complete", "--model", str(base), "--max-new-tokens", "100", "First"]) == 2  # asked: refused
+    assert "more than the model's context window of 64" in capsys.readouterr().err
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps({"instruction": q, "output": a}) + "\n" for q, a in PAIRS * 10))
     out = tmp_path / "chat-model"
@@ -42,7 +48,7 @@ def test_own_base_model_becomes_a_chat_model(char_data, tmp_path, capsys, monkey
     assert history["val_loss"][-1][1] < history["val_loss"][0][1] - 0.3  # (step, loss): it learnt the format
     assert load_checkpoint(out).chat_template == PLAIN_TEMPLATE and report
     monkeypatch.setattr("sys.stdin", io.StringIO("say yes\n"))
-    code = main(["chat", "--model", str(out), "--temperature", "0", "--max-new-tokens", "30", "--format", "json"])
+    code = main(["chat", "--model", str(out), "--temperature", "0", "--format", "json"])  # answers <= 32 tokens
     captured = capsys.readouterr()
     assert captured.out, captured.err
     turn = json.loads(captured.out.strip().splitlines()[-1])
