@@ -86,6 +86,8 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
          "wbr"}  # elements with no end tag
 _AROUND = {"navigation", "banner", "contentinfo", "search", "complementary", "dialog", "alertdialog"}  # ARIA roles
 _MAIN, _ARTICLE, _PAGE, _DROP = 1, 2, 4, 8  # what an open element makes of the text inside it
+_UNSEEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!\s*important\s*)?(?:;|$)",
+                     re.IGNORECASE)  # an inline style that hides the element
 
 
 class _TextParser(HTMLParser):
@@ -102,7 +104,7 @@ class _TextParser(HTMLParser):
 
     def _mark(self, tag: str, attrs: dict) -> int:
         if (tag in _SKIP or tag == "nav" or "hidden" in attrs or attrs.get("aria-hidden") == "true"
-                or attrs.get("role") in _AROUND):
+                or attrs.get("role") in _AROUND or _UNSEEN.search(attrs.get("style") or "")):
             return _DROP
         if tag == "main" or attrs.get("role") == "main":
             return _MAIN
@@ -161,7 +163,8 @@ def html_text(html: str) -> str:
     """Visible text of an HTML page, one block per paragraph (blank line between blocks).
 
     A saved web page is mostly not its content: menus, banners, cookie notices, footers. Menus
-    (``nav``), hidden elements and ARIA landmarks around the content (navigation, banner,
+    (``nav``), hidden elements (``hidden``, ``aria-hidden``, an inline ``display: none`` or
+    ``visibility: hidden``) and ARIA landmarks around the content (navigation, banner,
     contentinfo, search, complementary, dialog) are always left out. When the page marks its
     content (``<main>``, ``role="main"``, else ``<article>``), the text is the page's title and
     that content; otherwise everything else, except a page-level ``header``/``footer``/``aside``

@@ -75,6 +75,11 @@ def test_saved_web_page_keeps_its_content_not_the_menus(tmp_path):
                                "Our officer is Jane Roe.")
     assert html_text("<header><h1>Only a header</h1></header>") == "Only a header"  # never nothing when there is text
     assert html_text('<main role="main"><p>a<p>b</main><p>c') == "a\n\nb"  # unclosed <p> closed by </main>
+    # Inline styles that hide an element (a collapsed answer, a draft); display: block / visible stay.
+    hidden = ('<p>shown</p><div style="color: red; DISPLAY:none !important">gone <b>too</b></div>'
+              '<p style="visibility : hidden">gone</p><p style="display: block">kept</p>'
+              '<p style="visibility: visible">kept too</p><p style="--display:none-ish">and this</p>')
+    assert html_text(hidden) == "shown\n\nkept\n\nkept too\n\nand this"
 
 def test_encodings_other_than_utf8(tmp_path):
     (tmp_path / "win.txt").write_bytes("naïve café – “quoted”\n".encode("cp1252"))
