@@ -73,7 +73,6 @@ def _ranged(kind, low=None, high=None, low_open=False, high_open=False):
     return convert
 
 
-_integer = _ranged(int)  # the range is checked by the library, with its own message
 _number = _ranged(float)
 _count = _ranged(int, 1)  # tokens, epochs, batch sizes...: at least one
 _seed = _ranged(int, 0, 2**32 - 1)  # what every random generator here takes (numpy's: below 2**32)
@@ -1355,7 +1354,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "representative texts.")
     tp.add_argument("file", metavar="FILE.csv")
     tp.add_argument("--text-column", required=True, metavar="COL")
-    tp.add_argument("--min-topic-size", type=_integer, metavar="N",
+    tp.add_argument("--min-topic-size", type=_ranged(int, 2), metavar="N",
                     help="fewest texts in a topic, at least 2 (default: 0.5%% of the texts, at least 10)")
     tp.add_argument("--label-with-llm", action="store_true", help="name each topic with SmolLM2 (slower)")
     tp.add_argument("--seed", type=_seed, default=0, help="seed for UMAP (same seed, same topics; default 0)")
@@ -1376,7 +1375,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="files or folders (searched for .txt, .md, .html, .pdf and .docx; unreadable files found in "
                          "folders are skipped with a notice)")
     ix.add_argument("--index", required=True, metavar="DIR")
-    ix.add_argument("--chunk-tokens", type=_integer, default=None, metavar="N",
+    ix.add_argument("--chunk-tokens", type=_count, default=None, metavar="N",
                     help="tokens per chunk, at most 512, what MiniLM reads (default: the index's own; 200 for a new "
                          "one)")
     ix.add_argument("--overlap", type=_whole, default=None, metavar="N",
