@@ -1067,6 +1067,8 @@ def cmd_train(args) -> int:
         raise LlmlabError(f"the final learning rate (min-lr {cfg.min_lr:g}) is above the peak (lr {cfg.lr:g}): "
                           "lower --min-lr or raise --lr")
     summary = train(cfg)
+    if summary["rank"] != 0:  # with torchrun: the first process reports for all
+        return 0
     if args.format == "json":
         _print_json(summary)
         return 0
@@ -1074,8 +1076,10 @@ def cmd_train(args) -> int:
     if summary.get("val_accuracy") is not None:
         val += f", masked-token accuracy {summary['val_accuracy']:.1%}"
     use = "llmlab embed" if summary["objective"] == "mlm" else "llmlab complete"
-    print(f"step {summary['step']}: train loss {summary['loss']:.4f}{val}; {summary['seconds']:.1f} s, "
-          f"{summary['tokens_per_second']:,.0f} tokens/s; checkpoint in {summary['out']} (`{use} --model` reads it)")
+    speed = f"{summary['seconds']:.1f} s, {summary['tokens_per_second']:,.0f} tokens/s" if summary["steps_run"] \
+        else "no steps left to run"
+    print(f"step {summary['step']}: train loss {summary['loss']:.4f}{val}; {speed}; checkpoint in {summary['out']} "
+          f"(`{use} --model` reads it)")
     return 0
 
 

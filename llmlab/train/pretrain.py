@@ -521,13 +521,20 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     if task.describe():
         log(task.describe())
 
+    loss_value, val_loss, val_accuracy = float("nan"), None, None
+    if step:  # resumed: the figures logged so far stand until new ones come (none when already done)
+        for r in read_metrics(out / METRICS, up_to_step=step):
+            loss_value = r.get("loss", loss_value)
+            val_loss, val_accuracy = r.get("val_loss", val_loss), r.get("val_accuracy", val_accuracy)
+        if step >= cfg.max_iters:
+            log(f"{out}: already trained to step {step} (--max-iters {cfg.max_iters}); raise --max-iters to "
+                "train it further")
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     metrics = open(out / METRICS, "a", encoding="utf-8") if d.main else None
-    bar = tqdm(total=cfg.max_iters, initial=step, disable=not (cfg.progress and d.main), unit="step",
+    bar = tqdm(total=cfg.max_iters, initial=step, disable=not (cfg.progress and d.main) or step >= cfg.max_iters, unit="step",
                dynamic_ncols=True, file=sys.stderr)
     start, start_step = time.perf_counter(), step
-    loss_value, val_loss, val_accuracy = float("nan"), None, None
     model.train()
     while step < cfg.max_iters:
         lr = schedule.lr_at(step)
@@ -581,7 +588,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
         metrics.close()
     wall = time.perf_counter() - start
     done = step - start_step
-    return {"step": step, "objective": cfg.objective, "loss": loss_value, "val_loss": val_loss,
+    return {"step": step, "steps_run": done, "rank": d.rank, "objective": cfg.objective, "loss": loss_value,
+            "val_loss": val_loss,
             **({"val_accuracy": val_accuracy} if cfg.objective == "mlm" else {}), "seconds": wall,
             "tokens_per_second": done * tokens_per_step / wall if wall > 0 else 0.0,
             "parameters": raw.num_parameters(), "out": str(out)}

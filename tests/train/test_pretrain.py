@@ -89,6 +89,10 @@ def test_resume_after_sigkill_continues_exactly(char_data, tmp_path, optimizer):
     assert losses(killed, "val_loss") == losses(reference, "val_loss")
     a, b = (load_file(str(r / "step-000030" / "model.safetensors")) for r in (killed, reference))
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # Resumed once more, with no steps left: the run's last figures, not NaN
+    done = train(tiny(char_data, killed, max_iters=30, grad_accum=2, resume=True, **optimizer), log=lambda *a: None)
+    assert done["steps_run"] == 0 and done["step"] == 30 and done["loss"] == losses(reference)[30]
+    assert done["val_loss"] == losses(reference, "val_loss")[30]
 
 
 @pytest.mark.slow
@@ -102,6 +106,7 @@ def test_two_torchrun_processes_equal_one(char_data, tmp_path):
                            "-m", "llmlab.cli", "train", "--out", str(tmp_path / "two"), *flags],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("checkpoint in") == 1, proc.stdout  # one summary, from the first process
     one, two = losses(tmp_path / "one"), losses(tmp_path / "two")
     assert one.keys() == two.keys() and all(abs(one[k] - two[k]) < 1e-5 for k in one)
     assert losses(tmp_path / "one", "val_loss") == pytest.approx(losses(tmp_path / "two", "val_loss"), abs=1e-5)
