@@ -314,11 +314,13 @@ def _help(capsys, *args) -> str:
 def test_help_shows_the_real_defaults(capsys):
     chat = _help(capsys, "chat")
     assert "--temperature T sampling temperature, 0 = greedy (default 0.2)" in chat
-    assert "probability P (default 0.9)" in chat and "generate (default 512, or half the model's context window when" in chat
+    assert "probability P (default 0.9)" in chat
+    assert "generate (default 512, or half the model's context window when" in chat
     assert "(default int4)" in chat and "`llmlab train` run (GPT-2 or Llama family)" in chat
     complete = _help(capsys, "complete")
     assert "0 = greedy (default 0)" in complete and "probability P (default 1: off)" in complete
-    assert "(default 128, or what the context window leaves after the prompt" in complete and "{model, prompt_tokens, ids, text, finish_reason}" in complete
+    assert "(default 128, or what the context window leaves after the prompt" in complete
+    assert "{model, prompt_tokens, ids, text, finish_reason}" in complete
     ask = _help(capsys, "ask")
     assert "the longest answer in tokens (default 160)" in ask and "(default int4)" in ask
     assert "hybrid (default)" in ask and "`llmlab finetune sft` output" in ask

@@ -532,8 +532,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     metrics = open(out / METRICS, "a", encoding="utf-8") if d.main else None
-    bar = tqdm(total=cfg.max_iters, initial=step, disable=not (cfg.progress and d.main) or step >= cfg.max_iters, unit="step",
-               dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(total=cfg.max_iters, initial=step, disable=not (cfg.progress and d.main) or step >= cfg.max_iters,
+               unit="step", dynamic_ncols=True, file=sys.stderr)
     start, start_step = time.perf_counter(), step
     model.train()
     while step < cfg.max_iters:
