@@ -1067,7 +1067,7 @@ def cmd_train(args) -> int:
         raise LlmlabError(f"the final learning rate (min-lr {cfg.min_lr:g}) is above the peak (lr {cfg.lr:g}): "
                           "lower --min-lr or raise --lr")
     summary = train(cfg)
-    if summary["rank"] != 0:  # with torchrun: the first process reports for all
+    if summary.get("rank", 0) != 0:  # with torchrun: the first process reports for all
         return 0
     if args.format == "json":
         _print_json(summary)
