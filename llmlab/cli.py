@@ -586,6 +586,9 @@ def _is_stdout(path) -> bool:
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
+PREVIEW_ROWS = 10  # predictions shown when they are not written to a file
+
+
 def _report_classification(args, result, texts, png) -> int:
     if args.format == "json":
         _print_json(result.to_dict() | {"out": args.out})
@@ -621,7 +624,26 @@ def _report_classification(args, result, texts, png) -> int:
             print(f"{n:<{width}}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}")
     if args.out:
         print(f"predictions written to {args.out}" + (f"; confusion matrix: {png}" if png else ""))
+    else:  # the first rows as a sample; the file holds them all
+        _preview_predictions(result, texts)
     return 0
+
+
+def _preview_predictions(result, texts, rows: int = PREVIEW_ROWS) -> None:
+    shown = min(rows, len(texts))
+    width = max(len("predicted"), *(len(p or "-") for p in result.predicted[:shown]))
+    truth = result.true_labels[:shown] if result.true_labels is not None else None
+    true_width = max(len("true"), *(len(t or "-") for t in truth)) if truth else 0
+    print(f"\n{'row':>5}  {'predicted':<{width}}  confidence  " + (f"{'true':<{true_width}}  " if truth else "")
+          + "text")
+    for i in range(shown):
+        p, text = result.predicted[i], " ".join(str(texts[i]).split())
+        text = text if len(text) <= 70 else text[:69] + "…"
+        print(f"{i:>5}  {p or '-':<{width}}  {f'{result.confidence[i]:.3f}' if p else '':>10}  "
+              + (f"{truth[i] or '-':<{true_width}}  " if truth else "") + text)
+    more = len(texts) - shown
+    print(f"{'… ' + f'{more:,} more rows; ' if more else ''}--out FILE.csv writes every row with predicted_label "
+          "and confidence")
 
 
 # --- llmlab finetune ------------------------------------------------------------------------

@@ -341,6 +341,27 @@ def test_cli_summary_of_many_labels_is_short(tmp_path, capsys):
     assert line.endswith(", and 4 more labels") and line.count(": ") == 9 and len(line) < 250
 
 
+def test_cli_shows_the_first_predictions_when_it_writes_none(tmp_path, capsys):
+    """Without --out the terminal showed only counts: now the first 10 rows, with the true label."""
+    rows = [(f"{'  great   film' if k % 2 else 'dull, boring film'} number {k}", "pos" if k % 2 else "neg")
+            for k in range(12)]
+    write(tmp_path / "test.csv", rows)
+    write(tmp_path / "train.csv", rows * 2)
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--method", "bow", "--quiet"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    head = next(i for i, x in enumerate(out) if x.split() == ["row", "predicted", "confidence", "true", "text"])
+    shown = [x.split() for x in out[head + 1:head + 11]]
+    assert [r[0] for r in shown] == [str(k) for k in range(10)]
+    assert all(r[1] == r[3] == ("pos" if k % 2 else "neg") and 0.5 < float(r[2]) <= 1 for k, r in enumerate(shown))
+    assert shown[1][4:] == ["great", "film", "number", "1"]  # spaces collapsed
+    assert out[head + 11].startswith("… 2 more rows; --out FILE.csv writes every row")
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--method", "bow", "--quiet", "--out",
+                 str(tmp_path / "p.csv")]) == 0
+    assert "confidence  text" not in capsys.readouterr().out  # written: no sample
+
+
 @pytest.mark.parametrize("rows", [90, 2400])  # one process; parallel worker processes
 def test_c_is_chosen_as_grid_search_chooses_it(rows):
     from sklearn.linear_model import LogisticRegression
