@@ -101,7 +101,9 @@ def classify(
     """Predict a label for each text.
 
     ``labels`` maps each allowed label to a description (used by zero-shot and generative;
-    a label without one is described by itself). ``question`` is what the generative method
+    a label without one is described by itself). The generative method scores the labels as
+    the model's answers, or the descriptions of labels that are codes with no letter ("0" =
+    "negative"). ``question`` is what the generative method
     asks (default: which of the labels fits); a task-specific question such as "Is the
     sentiment of this movie review positive or negative?" helps a small model a lot.
     ``encoder`` / ``decoder`` default to the bundled MiniLM / SmolLM2 (int4). ``model`` is the
@@ -363,10 +365,13 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
     model, tok = decoder.model, decoder.tokenizer
     template = ChatTemplate(decoder.chat_template or "", tok.bos_token or "", tok.eos_token or "")
     end = tok.special_tokens.get(tok.eos_token) if tok.eos_token else None
-    options = [tok.encode(n) + ([end] if end is not None else []) for n in names]  # each label + end of turn
+    # what the model answers with: the label, or for a code ("0", "1") its description ("negative")
+    answers = [n if any(c.isalpha() for c in n) or not any(c.isalpha() for c in d) else d
+               for n, d in zip(names, descriptions)]
+    options = [tok.encode(a) + ([end] if end is not None else []) for a in answers]  # each answer + end of turn
     if question is None:
-        question = f"Which label fits this text: {', '.join(names[:-1])} or {names[-1]}?"
-        described = [f"{n}: {d}" for n, d in zip(names, descriptions) if d != n]
+        question = f"Which label fits this text: {', '.join(answers[:-1])} or {answers[-1]}?"
+        described = [f"{a}: {d}" for a, d in zip(answers, descriptions) if d != a]
         if described:
             question += "\n" + "\n".join(described)
 

@@ -76,6 +76,11 @@ def test_generative_scores_each_label(smollm2_model):
                  true_labels=["positive", "positive", "negative", "negative"], decoder=smollm2_model)
     assert set(r.predicted) <= {"positive", "negative"} and r.metrics.accuracy >= 0.75
     assert all(0.5 <= c <= 1 for c in r.confidence)
+    # Labels that are codes (a data set's 0 / 1) are answered with their descriptions: the same scores
+    coded = classify(texts, "generative", labels={"1": "positive", "0": "negative"}, question=question,
+                     decoder=smollm2_model)
+    assert coded.predicted == [{"positive": "1", "negative": "0"}[p] for p in r.predicted]
+    assert coded.confidence == pytest.approx(r.confidence, abs=1e-5)
 
 
 def test_evaluate_counts():
