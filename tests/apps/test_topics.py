@@ -323,8 +323,11 @@ def test_cli_bad_input(tmp_path, capsys, case, message):
 def test_cli_min_topic_size_below_two(tmp_path, capsys):
     src = tmp_path / "in.csv"
     write_tickets(src, [f"ticket {i}" for i in range(30)])
-    assert main(["topics", str(src), "--text-column", "ticket", "--min-topic-size", "1", "--quiet"]) == 2
-    assert "at least 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the argument parser, naming the flag
+        main(["topics", str(src), "--text-column", "ticket", "--min-topic-size", "1", "--quiet"])
+    assert e.value.code == 2 and "argument --min-topic-size: must be at least 2, not 1" in capsys.readouterr().err
+    with pytest.raises(LlmlabError, match="the minimum topic size must be at least 2, not 1"):  # and in Python
+        topics([f"ticket {i}" for i in range(30)], min_topic_size=1)
 
 
 def test_to_dict_is_plain_json(data, result):
