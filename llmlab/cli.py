@@ -722,9 +722,9 @@ def cmd_finetune_classify(args) -> int:
 
 # --- llmlab topics ----------------------------------------------------------------------------
 def cmd_topics(args) -> int:
-    from llmlab.apps.tables import added_columns, from_a_spreadsheet, read_csv, write_csv
+    from llmlab.apps.tables import added_columns, csv_bytes, from_a_spreadsheet, read_csv
     from llmlab.apps.topics import map_png, report_markdown, topic_rows, topics
-    from llmlab.fileio import atomic_write_bytes, atomic_write_text
+    from llmlab.fileio import atomic_write_files
 
     out = Path(args.out) if args.out else None
     header, rows = read_csv(args.file, [args.text_column], args.encoding, args.delimiter)
@@ -732,19 +732,20 @@ def cmd_topics(args) -> int:
     result = topics(texts, min_topic_size=args.min_topic_size, label_with_llm=args.label_with_llm,
                     seed=args.seed, progress=not args.quiet)
     _raise_if_interrupted()  # Ctrl-C during numba's compiling (UMAP) is swallowed there: honour it now
-    if out is not None:  # everything is made in memory first, then written file by file, atomically
+    if out is not None:  # everything is made in memory first, then written
         if not args.quiet:
             print("topics: drawing the map (UMAP to 2 dimensions)", file=sys.stderr)
         png = map_png(result, seed=args.seed)
+        _raise_if_interrupted()  # (numba compiles here too)
         report = report_markdown(result, Path(args.file).name, "topics_map.png")
         names = result.names
         extra = added_columns(header, ["topic", "topic_name"])
         assigned = [dict(r, **dict(zip(extra, (t, nm)))) for r, t, nm in zip(rows, result.assignments, names)]
         bom = from_a_spreadsheet(args.file, args.encoding)
-        write_csv(out / "assignments.csv", header + extra, assigned, args.delimiter, bom)
-        write_csv(out / "topics.csv", *topic_rows(result), args.delimiter, bom)
-        atomic_write_bytes(out / "topics_map.png", png)
-        atomic_write_text(out / "report.md", report)
+        atomic_write_files({  # the four change together, or none does
+            out / "assignments.csv": csv_bytes(out / "assignments.csv", header + extra, assigned, args.delimiter, bom),
+            out / "topics.csv": csv_bytes(out / "topics.csv", *topic_rows(result), args.delimiter, bom),
+            out / "topics_map.png": png, out / "report.md": report.encode("utf-8")})
     n = result.with_content
     if args.format == "json":
         _print_json(result.to_dict() | {"out": str(out) if out else None})

@@ -9,8 +9,11 @@ over the target, so a reader never sees a half-written file.
 """
 
 import codecs
+import contextlib
 import os
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 from llmlab.errors import EncodingError, LlmlabError
@@ -167,23 +170,82 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         return p
     if p.is_symlink():  # write where the link points, and keep the link
         p = Path(os.path.realpath(p))
-    tmp = None
+    temps = []
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
+        _write_beside(p, data, temps)
+        os.replace(temps[0], p)
     except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        _remove(temps)
         if isinstance(e, OSError):
             raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
         raise
     return p
+
+
+def atomic_write_files(files: dict) -> list[Path]:
+    """Write several files (path -> bytes) that belong together, so that they change together:
+    every one is written to a temporary file first, then all are renamed into place with Ctrl-C
+    held back (one arriving meanwhile counts once the last is in place). An error or Ctrl-C
+    before that leaves every file as it was, and no folder made for them. Regular files only (a
+    symbolic link is followed)."""
+    targets = []
+    for path in files:
+        p = output_path(path)
+        if p.is_symlink():
+            p = Path(os.path.realpath(p))
+        if p.exists() and not p.is_file():
+            raise LlmlabError(f"{p}: not a regular file; cannot replace it")
+        targets.append(p)
+    temps, made = [], []
+    try:
+        for p, data in zip(targets, files.values()):
+            made += [d for d in (p.parent, *p.parent.parents) if not d.exists()]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _write_beside(p, data, temps)
+        with _interrupts_held():
+            for tmp, p in zip(temps, targets):
+                os.replace(tmp, p)
+    except BaseException as e:
+        _remove(temps)
+        for d in sorted(set(made), key=lambda d: len(d.parts), reverse=True):  # only if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+        if isinstance(e, OSError):
+            raise LlmlabError(f"{e.filename or targets[0].parent}: cannot write ({e.strerror or e})") from None
+        raise
+    return targets
+
+
+def _write_beside(p: Path, data: bytes, temps: list) -> None:
+    """A temporary file holding ``data`` in ``p``'s folder, on disk; its name appended to ``temps``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    temps.append(tmp)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _remove(temps: list) -> None:
+    for tmp in temps:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """SIGINT blocked in the block (main thread, where the OS supports it), delivered after it."""
+    hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
+    try:
+        yield
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _umask() -> int:

@@ -120,3 +120,51 @@ def test_dev_stdout_of_a_pipe_is_written_into():
     code = "from llmlab.fileio import atomic_write_text; atomic_write_text('/dev/stdout', 'through the pipe')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stdout, done.stderr) == (0, "through the pipe", "")
+
+
+def test_files_written_together_change_together(tmp_path, monkeypatch):
+    """topics --out writes four files: a Ctrl-C or an error part way must not leave a new
+    assignments.csv beside an old report.md (or a new folder holding one file)."""
+    import signal
+
+    import llmlab.fileio as fileio
+
+    out = tmp_path / "topics"
+    names = ["assignments.csv", "topics.csv", "map.png", "report.md"]
+    assert fileio.atomic_write_files({out / n: b"old " + n.encode() for n in names}) == [out / n for n in names]
+    new = {out / n: b"new " + n.encode() for n in names}
+    real = fileio._write_beside
+    calls = []
+
+    def interrupted_at_the_third(p, data, temps):
+        calls.append(p)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(p, data, temps)
+
+    monkeypatch.setattr(fileio, "_write_beside", interrupted_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.atomic_write_files(new)
+    assert sorted(os.listdir(out)) == sorted(names)  # no temporary file left
+    assert all((out / n).read_bytes() == b"old " + n.encode() for n in names)
+    calls.clear()
+    with pytest.raises(KeyboardInterrupt):
+        fileio.atomic_write_files({tmp_path / "fresh" / "deeper" / n: b"x" for n in names})
+    assert not (tmp_path / "fresh").exists()  # the folders it made are gone again
+    monkeypatch.setattr(fileio, "_write_beside", real)
+
+    replace = os.replace
+
+    def signalled(src, dst):  # Ctrl-C while the files are renamed into place: it waits for the last
+        replace(src, dst)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fileio.os, "replace", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        fileio.atomic_write_files(new)
+    assert all((out / n).read_bytes() == b"new " + n.encode() for n in names)
+    monkeypatch.setattr(fileio.os, "replace", replace)
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(LlmlabError, match="is a folder"):  # checked before anything is written
+        fileio.atomic_write_files({out / "report.md": b"newer", tmp_path / "dir": b"x"})
+    assert (out / "report.md").read_bytes() == b"new report.md"

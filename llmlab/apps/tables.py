@@ -112,9 +112,15 @@ def write_csv(path: str | Path, header: list[str], rows: list[dict], delimiter: 
 
     ``bom``: start with a byte-order mark, without which Excel reads UTF-8 as the Windows code
     page and garbles every accented letter (see `from_a_spreadsheet`)."""
+    return atomic_write_bytes(path, csv_bytes(path, header, rows, delimiter, bom))
+
+
+def csv_bytes(path: str | Path, header: list[str], rows: list[dict], delimiter: str | None = None,
+              bom: bool = False) -> bytes:
+    """What `write_csv` writes to ``path`` (whose name may say .tsv)."""
     out = io.StringIO(newline="")
     writer = csv.DictWriter(out, fieldnames=header, extrasaction="ignore", lineterminator=os.linesep,
                             delimiter=delimiter_for(path, delimiter))
     writer.writeheader()
     writer.writerows(rows)
-    return atomic_write_bytes(path, (codecs.BOM_UTF8 if bom else b"") + out.getvalue().encode("utf-8"))
+    return (codecs.BOM_UTF8 if bom else b"") + out.getvalue().encode("utf-8")
