@@ -768,41 +768,25 @@ def cmd_topics(args) -> int:
 
 # --- llmlab index / search ----------------------------------------------------------------
 def cmd_index(args) -> int:
-    from contextlib import nullcontext
+    from llmlab.apps.search import index_files
 
-    from llmlab.apps.search import INDEX_FILE, Index, check_chunking, read_documents, rebuilding
+    def unreadable(reasons: list[str]) -> None:
+        for reason in reasons:
+            print(f"llmlab: skipped {reason}", file=sys.stderr)
+        if args.encoding is None and any("not valid UTF-8" in reason for reason in reasons):
+            print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
+                  "UTF-8 files are still read as UTF-8", file=sys.stderr)
 
-    if args.chunk_tokens is not None:  # refused before any file is read or the index is made
-        check_chunking(args.chunk_tokens, args.overlap or 0)
-    skipped: list[str] = []
-    folders = [p for p in args.paths if Path(p).is_dir()]
-    target = Path(args.index) / INDEX_FILE
-    index = None  # nothing is made before the files are read; --rebuild never opens the old index
-    if not args.rebuild and target.is_file() and target.stat().st_size > 0:  # (0 bytes: a first run that failed)
-        index = Index(args.index)
-    # a folder emptied since it was indexed is not an error: its files leave the index
-    emptied = bool(folders) and index is not None and index.chunking() is not None
-    documents = read_documents(args.paths, skipped, args.encoding, allow_none=emptied)
-    for reason in skipped:
-        print(f"llmlab: skipped {reason}", file=sys.stderr)
-    if args.encoding is None and any("not valid UTF-8" in reason for reason in skipped):
-        print("llmlab: files in another encoding can be read with --encoding NAME (e.g. cp1252, latin-1, gbk); "
-              "UTF-8 files are still read as UTF-8", file=sys.stderr)
-    if not documents and skipped and not emptied:
-        raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read (reasons above); nothing indexed")
-    # --rebuild: built beside the old index, which stays whole until the new one replaces it
-    with rebuilding(args.index) if args.rebuild else nullcontext(index or Index(args.index, create=True)) as index:
-        report = index.add(documents, args.chunk_tokens, args.overlap, progress=not args.quiet, folders=folders)
-        if args.prune:
-            report.removed += index.prune()
-            report.total_chunks = index.chunk_count()
-        elif gone := index.gone():  # e.g. a folder moved since: its files would be cited twice (old and new path)
-            print(f"llmlab: {len(gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. {gone[0]}; "
-                  "--prune takes them out", file=sys.stderr)
+    report = index_files(args.paths, args.index, args.chunk_tokens, args.overlap, args.encoding, args.rebuild,
+                         args.prune, progress=not args.quiet, unreadable=unreadable)
+    if report.gone:  # e.g. a folder moved since: its files would be cited twice (old and new path)
+        print(f"llmlab: {len(report.gone)} indexed file(s) are no longer on disk (moved or deleted), e.g. "
+              f"{report.gone[0]}; --prune takes them out", file=sys.stderr)
     if args.format == "json":
-        _print_json(report.to_dict() | {"unreadable": skipped})
+        _print_json(report.to_dict())
     else:
         removed = f", {report.removed} removed (no longer there)" if report.removed else ""
+        skipped = report.unreadable
         print(f"{report.indexed} file(s) indexed, {report.unchanged} unchanged{removed}, "
               f"{report.new_chunks} new chunks; {report.total_chunks} chunks in {args.index}"
               + (f"; {len(skipped)} unreadable" if skipped else ""))

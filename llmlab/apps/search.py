@@ -34,8 +34,8 @@ import reprlib
 import shlex
 import sqlite3
 import weakref
-from collections.abc import Iterable
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ import numpy as np
 from tqdm import tqdm
 
 from llmlab.errors import LlmlabError
+from llmlab.fileio import path_list
 from llmlab.plain import plain
 
 INDEX_FILE = "index.sqlite"
@@ -96,6 +97,8 @@ class IndexReport:
     removed: int  # files no longer there (deleted, renamed, now unreadable) taken out of the index
     new_chunks: int  # chunks written now
     total_chunks: int  # chunks in the index
+    unreadable: list[str] = field(default_factory=list)  # files found in folders and left out: why (one line each)
+    gone: list[str] = field(default_factory=list)  # indexed files no longer on disk and kept (no prune)
 
     def to_dict(self) -> dict:
         """The report as plain JSON values."""
@@ -699,6 +702,55 @@ def snippet(text: str, query: str = "", limit: int = 300) -> str:
     return ("…" if start else "") + piece
 
 
+def index_files(paths: str | Path | list[str | Path], directory: str | Path, chunk_tokens: int | None = None,
+                overlap: int | None = None, encoding: str | None = None, rebuild: bool = False, prune: bool = False,
+                progress: bool = False, unreadable: Callable[[list[str]], None] | None = None) -> IndexReport:
+    """Index the documents in ``paths`` (files, and folders searched for .txt, .md, .html, .pdf,
+    .docx) into the index folder ``directory``, made when new: what `llmlab index` does.
+
+    Files unchanged since the last run are skipped, and files of the folders given that are no
+    longer there are taken out. A file named explicitly that cannot be read is an error; one found
+    in a folder is left out with its reason in ``report.unreadable`` (``unreadable`` is called with
+    those reasons once the files are read, before the embedding starts). ``chunk_tokens`` /
+    ``overlap``: default the index's own (200 / 40 for a new one); changing them needs ``rebuild``,
+    which builds the index anew beside the old one, replaced only when complete. ``prune`` also
+    takes out indexed files outside the folders given that no longer exist (a folder moved);
+    without it they are listed in ``report.gone``."""
+    if chunk_tokens is not None:  # refused before any file is read or the index is made
+        check_chunking(chunk_tokens, overlap or 0)
+    skipped: list[str] = []
+    folders = [p for p in path_list(paths) if Path(p).is_dir()]
+    target = Path(directory) / INDEX_FILE
+    index = None  # nothing is made before the files are read; a rebuild never opens the old index
+    if not rebuild and target.is_file() and target.stat().st_size > 0:  # (0 bytes: a first run that failed)
+        index = Index(directory)
+    # a folder emptied since it was indexed is not an error: its files leave the index
+    emptied = bool(folders) and index is not None and index.chunking() is not None
+    documents = read_documents(paths, skipped, encoding, allow_none=emptied)
+    if skipped and unreadable is not None:
+        unreadable(skipped)
+    if not documents and skipped and not emptied:
+        raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read "
+                          f"({'reasons above' if unreadable is not None else skipped[0]}); nothing indexed")
+    with rebuilding(directory) if rebuild else nullcontext(index or Index(directory, create=True)) as index:
+        report = index.add(documents, chunk_tokens, overlap, progress=progress, folders=folders)
+        if prune:
+            report.removed += index.prune()
+            report.total_chunks = index.chunk_count()
+        else:
+            report.gone = index.gone()
+    report.unreadable = skipped
+    return report
+
+
+def search_index(query: str, directory: str | Path, k: int = 5, mode: str = "hybrid") -> list[Hit]:
+    """The ``k`` best passages for ``query`` in the index folder ``directory`` (modes ``hybrid``,
+    ``dense``, ``bm25``): what `llmlab search` does. For many queries, keep an `Index` open
+    and call its ``search`` (and ``prepare`` to embed the queries in batches)."""
+    with closing(Index(directory)) as index:
+        return index.search(query, k=k, mode=mode)
+
+
 def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | None = None,
                    encoding: str | None = None, allow_none: bool = False) -> list[tuple[str, str]]:
     """(path, text) of every document given or found under the folders given (.txt, .md, .html, .pdf, .docx).
@@ -712,7 +764,7 @@ def read_documents(paths: str | Path | list[str | Path], skipped: list[str] | No
     cannot be read (empty, not UTF-8, a scanned PDF...) is an error too, unless ``skipped`` is
     a list: then its one-line reason is appended there and the file is left out."""
     from llmlab.apps.documents import SUFFIXES, read_document
-    from llmlab.fileio import check_encoding, path_list
+    from llmlab.fileio import check_encoding
 
     paths = path_list(paths)
     if encoding is not None:

@@ -688,3 +688,39 @@ def test_many_copies_of_one_passage_leave_room_for_the_others(tmp_path, mode):
     assert sorted(h.text for h in hits) == sorted([notice, *FILES.values()])
     first = next(h for h in hits if h.text == notice)
     assert len(first.also) == 149 and {first.path, *(p["path"] for p in first.also)} == {d for d, _ in documents[:150]}
+
+
+def test_index_files_and_search_index_are_the_commands_as_functions(corpus, tmp_path):
+    """`from llmlab.apps import index_files, search_index`: what `llmlab index` / `llmlab search` do."""
+    from llmlab.apps import index_files, search_index
+
+    (corpus / "blank.txt").write_text(" \n", encoding="utf-8")  # found in the folder, unreadable: left out
+    seen = []
+    ix = tmp_path / "ix"
+    r = index_files(corpus, ix, chunk_tokens=30, overlap=5, unreadable=seen.append)
+    assert (r.files, r.indexed, r.unchanged, r.removed) == (3, 3, 0, 0) and r.total_chunks == r.new_chunks >= 3
+    assert seen == [r.unreadable] and len(r.unreadable) == 1 and "blank.txt" in r.unreadable[0]
+    assert Index(ix).chunking() == (30, 5)
+    hits = search_index("how to brew green tea", ix, k=2)
+    assert [h.path for h in hits] == [h.path for h in Index(ix).search("how to brew green tea", k=2)]
+    assert hits[0].path.endswith("tea.md") and len(hits) == 2
+    assert [h.path for h in search_index("Eiffel", ix, k=1, mode="bm25")] == [str((corpus / "paris.txt").resolve())]
+
+    (corpus / "python.txt").unlink()
+    other = tmp_path / "note.txt"
+    other.write_text("A note kept outside the folder about sourdough bread.", encoding="utf-8")
+    r = index_files([corpus, other], ix)
+    assert (r.indexed, r.unchanged, r.removed) == (1, 2, 1) and r.gone == []  # the folder's vanished file left
+    other.unlink()
+    r = index_files(corpus, ix)
+    assert r.gone == [str(other.resolve())] and r.removed == 0  # named alone once: kept, listed
+    r = index_files(corpus, ix, prune=True)
+    assert r.removed == 1 and r.gone == [] and r.total_chunks == Index(ix).chunk_count()
+    with pytest.raises(LlmlabError, match="cuts files into 30-token chunks overlapping by 5, not 50"):
+        index_files(corpus, ix, chunk_tokens=50)
+    r = index_files(corpus, ix, chunk_tokens=50, rebuild=True)
+    assert r.indexed == 2 and Index(ix).chunking() == (50, 40)
+    for bad in (corpus / "blank.txt",):  # named explicitly, an unreadable file is an error
+        with pytest.raises(LlmlabError, match="blank.txt"):
+            index_files(bad, tmp_path / "ix2")
+    assert not (tmp_path / "ix2").exists()
