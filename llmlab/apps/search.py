@@ -35,7 +35,7 @@ import shlex
 import sqlite3
 import weakref
 from collections.abc import Callable, Iterable
-from contextlib import closing, contextmanager, nullcontext
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -732,7 +732,7 @@ def index_files(paths: str | Path | list[str | Path], directory: str | Path, chu
     if not documents and skipped and not emptied:
         raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read "
                           f"({'reasons above' if unreadable is not None else skipped[0]}); nothing indexed")
-    with rebuilding(directory) if rebuild else nullcontext(index or Index(directory, create=True)) as index:
+    with rebuilding(directory) if rebuild else closing(index or Index(directory, create=True)) as index:
         report = index.add(documents, chunk_tokens, overlap, progress=progress, folders=folders)
         if prune:
             report.removed += index.prune()
