@@ -275,3 +275,60 @@ def test_ctrl_c_while_searching_or_citing_stops_that_turn_not_the_chat(index, sm
     session = sessions[0]
     assert [m["role"] for m in session.messages] == ["user", "assistant"] * 2
     assert [m["content"] for m in session.messages[::2]] == questions[1:]
+
+
+def test_citations_say_whether_the_model_wrote_them(index, smollm2_model, monkeypatch, capsys):
+    """Markers the model wrote are its citations (attributed False); an answer without any gets the passage
+    it matches by similarity (attributed True), and the terminal says so only then."""
+    import sys
+    from types import SimpleNamespace
+
+    import llmlab.weights.registry
+    from llmlab.apps.ask import Source, citations
+
+    sources = [Source(n, name, 0, 1.0, text) for n, (name, text) in enumerate(FILES.items(), start=1)]
+    own = citations("The engineer Alma Reyes built it in 1887 [1].", sources, index.encoder())
+    assert own == ([1], [], False)
+    matched = citations("The lighthouse at Kerrow Point was built in 1887 by the engineer Alma Reyes.", sources,
+                        index.encoder())
+    assert matched == ([1], [], True)  # the sentence is passage 1's own: cosine well above ATTRIBUTION
+    assert citations("I like turtles.", sources, index.encoder()) == ([], [], False)  # nothing matched
+
+    answer = {}
+
+    def fake_generate(decoder, ids, max_new_tokens, on_text=None):
+        if on_text is not None:
+            on_text(answer["text"])
+        return SimpleNamespace(text=answer["text"], finish_reason="eos")
+
+    monkeypatch.setattr(sys.modules["llmlab.apps.ask"], "generate", fake_generate)
+    monkeypatch.setattr(llmlab.weights.registry, "load_decoder", lambda *a, **k: smollm2_model)
+    question = ["ask", "Who built the lighthouse at Kerrow Point?", "--index", str(index.directory), "-k", "2"]
+    answer["text"] = "Alma Reyes built it in 1887 [1]."
+    assert main(question) == 0
+    out = capsys.readouterr().out
+    assert "cites: [1]\n" in out and "matched by similarity" not in out
+    answer["text"] = "The lighthouse at Kerrow Point was built in 1887 by the engineer Alma Reyes."
+    assert main(question) == 0
+    out = capsys.readouterr().out
+    assert "cites: [1] (matched by similarity" in out
+    assert main([*question, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["citations"], doc["citations_attributed"]) == ([1], True)
+
+
+def test_a_short_passage_leaves_its_share_to_the_next_ones(smollm2_model):
+    """Passages [short, long, long] in a 400-token budget: what the short one leaves goes to the two long ones,
+    so the last gets about half the room, not a third, and the whole prompt fills the budget."""
+    tok, template = smollm2_model.tokenizer, chat_template(smollm2_model)
+    short = "The lamp was lit in 1887."
+    longs = [" ".join(f"{word}{i}" for i in range(600)) for word in ("alpha", "beta")]
+    budget = 400
+    content, shown = grounded_message("What happened in 1887?", [short, *longs], tok, template, budget=budget)
+    total = len(tok.encode(template.render([{"role": "user", "content": content}])))
+    sizes = [len(tok.encode(text, special=False)) for text, _ in shown]
+    assert shown[0] == (short, False) and shown[1][1] and shown[2][1]
+    assert shown[1][0].startswith("alpha0 alpha1") and shown[2][0].startswith("beta0 beta1")
+    room = budget - (total - sum(sizes))  # the budget less the frame (template, instruction, question, numbers)
+    assert sizes[2] > 0.45 * room and abs(sizes[1] - sizes[2]) <= 3  # the two long ones share what is left
+    assert budget - 10 <= total <= budget  # the budget is used, to a few tokens (slack for merges at the joins)

@@ -412,3 +412,63 @@ def test_cli_out_to_stdout_keeps_the_report_off_the_csv(tmp_path):
     run = subprocess.run(["sh", "-c", '"$@" >&-', "sh", *cmd, "--out", str(pred)], capture_output=True, text=True,
                          timeout=300)  # standard output closed
     assert run.returncode in (0, 120) and "Traceback" not in run.stderr, run.stderr
+
+
+def test_generative_scores_are_calibrated_by_a_content_free_text(smollm2_model):
+    """Each label's score is log P(label, end of turn | prompt) minus the same for the text "N/A"
+    (Zhao et al. 2021), worked out here with continuation_logprobs on the fp32 model, without the
+    shared prefix cache; the prediction is the best calibrated score, the confidence its softmax."""
+    import torch
+
+    from llmlab.generate import ChatTemplate, continuation_logprobs
+
+    names = ["positive", "negative", "neutral"]
+    texts = [POSITIVE[0], NEGATIVE[0], "The film is ninety minutes long and in colour."]
+    tok = smollm2_model.tokenizer
+    template = ChatTemplate(smollm2_model.chat_template, tok.bos_token or "", tok.eos_token or "")
+    question = "Which label fits this text: positive, negative or neutral?"  # the default: labels, no descriptions
+    end = tok.special_tokens["<|im_end|>"]
+    options = [tok.encode(n, special=False) + [end] for n in names]
+
+    def scores(text):
+        ids = tok.encode(template.render([{"role": "user", "content": f"{question}\n\nText: {text}"}]))
+        return continuation_logprobs(smollm2_model.model, ids, options)
+
+    raw = torch.stack([scores(t) for t in texts])  # (texts, labels)
+    calibrated = raw - scores("N/A")
+    r = classify(texts, "generative", labels=names, decoder=smollm2_model)
+    assert r.labels == names
+    assert r.predicted == [names[i] for i in calibrated.argmax(dim=1).tolist()]
+    assert r.confidence == pytest.approx(calibrated.softmax(dim=1).max(dim=1).values.tolist(), abs=1e-4)
+    # the calibration matters here: without it the confidences are not these
+    assert raw.softmax(dim=1).max(dim=1).values.tolist() != pytest.approx(r.confidence, abs=1e-3)
+
+
+def test_generative_keeps_the_beginning_of_a_text_longer_than_the_context(smollm2_model, monkeypatch):
+    """The prompt of a text past the (here shortened) context window holds its opening words, not its tail."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    import llmlab.generate
+
+    short = copy.copy(smollm2_model)
+    short.model = copy.copy(smollm2_model.model)  # the same weights
+    short.model.config = dataclasses.replace(smollm2_model.model.config, max_seq_len=512)
+    long = "Zebras paint the lighthouse purple. " + "and so on " * 400 + "Finally the walrus sings opera."
+    prompts = []
+
+    def spy(model, prompt_ids, options, *args, **kwargs):  # records the prompt; the scores do not matter here
+        prompts.append(list(prompt_ids))
+        return torch.zeros(len(options))
+
+    monkeypatch.setattr(llmlab.generate, "continuation_logprobs", spy)
+    r = classify([long], "generative", labels=["positive", "negative"], decoder=short)
+    assert r.details["cut_texts"] == 1
+    blank, cut = prompts  # the "N/A" prompt first, then the text's
+    shown = short.tokenizer.decode(cut)
+    assert "N/A" in short.tokenizer.decode(blank) and len(cut) <= 512
+    assert "Zebras paint the lighthouse purple. and so on" in shown
+    assert "walrus" not in shown and "opera" not in shown
+    assert shown.count("and so on") > 100  # the text fills the window, not a few words of it

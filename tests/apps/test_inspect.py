@@ -186,3 +186,47 @@ def test_cli_checklist_layout_and_json(smollm2_model, tmp_path, capsys, monkeypa
     assert main(["inspect", str(doc), "--checklist", str(items), "--quiet", "--format", "json"]) == 0
     (finding,) = json.loads(capsys.readouterr().out)["checklist"]
     assert finding["verdict"] == "unclear" and finding["quote"] in TOWN and finding["citations"] == [1]
+
+
+def test_checklist_verdict_is_the_answers_first_word(smollm2_model, encoder, monkeypatch):
+    """Yes / No as the first word (after punctuation) is the verdict; an answer that starts otherwise is unclear."""
+    from types import SimpleNamespace
+
+    answers = iter(["Yes, built in 1887 [1]", "No. The contract says nothing about it [1]", "1. Yes 2. No"])
+    monkeypatch.setattr(sys.modules["llmlab.apps.inspect"], "generate",
+                        lambda decoder, ids, max_new_tokens: SimpleNamespace(text=next(answers)))
+    items = ["The lighthouse at Kerrow Point was built in 1887.", "The harbour was rebuilt in 1952 after a storm.",
+             "The town holds a boat festival every August."]
+    r = inspect(TOWN, summary=False, checklist=items, decoder=smollm2_model, encoder=encoder)
+    assert [f.found for f in r.checklist] == [True, True, True]  # every item reached the (stand-in) model
+    assert [f.answer for f in r.checklist] == ["Yes, built in 1887 [1]", "No. The contract says nothing about it [1]",
+                                               "1. Yes 2. No"]
+    assert [f.verdict for f in r.checklist] == ["yes", "no", "unclear"]
+    assert [f.citations for f in r.checklist] == [[1], [1], []]  # TOWN is one 200-token chunk: one passage
+
+
+def test_a_summary_cut_by_the_token_limit_loses_its_unfinished_sentence(monkeypatch):
+    from types import SimpleNamespace
+
+    import llmlab.generate
+
+    inspect_module = sys.modules["llmlab.apps.inspect"]
+    given = {}
+
+    def fake_complete(model, tokenizer, ids, config, **kwargs):
+        given["max_new_tokens"], given["penalty"] = config.max_new_tokens, config.repetition_penalty
+        return SimpleNamespace(text=given["text"], finish_reason=given["reason"])
+
+    monkeypatch.setattr(llmlab.generate, "complete", fake_complete)
+    decoder = SimpleNamespace(model=None, tokenizer=None)
+
+    def summary(text, reason):
+        given["text"], given["reason"] = text, reason
+        return inspect_module._complete(decoder, [1, 2, 3], 7, 1.1)
+
+    assert summary(" A one. B two. C unfin", "length") == "A one. B two."
+    assert (given["max_new_tokens"], given["penalty"]) == (7, 1.1)
+    assert summary("A one. B two. C unfin", "eos") == "A one. B two. C unfin"  # ended by the model: kept whole
+    assert summary("A one. B two. C done.", "stop") == "A one. B two. C done."
+    assert summary("Only one sentence, cut befo", "length") == "Only one sentence, cut befo"  # nothing else to keep
+    assert summary("Mr. Reyes built it. Then Dr. Watson ca", "length") == "Mr. Reyes built it."

@@ -202,16 +202,53 @@ def test_class_tfidf_matches_bertopic_and_the_formula():
 
 
 def test_keywords_and_representatives_by_hand():
-    texts = ["apple banana", "apple cherry", "apple banana", "dog cat", "dog cat fish", "the zebra"]
-    labels = np.array([0, 0, 0, 1, 1, -1])
+    texts = ["apple banana", "apple cherry", "apple banana", "dog cat", "dog cat fish", "dog fish", "the zebra"]
+    labels = np.array([0, 0, 0, 1, 1, 1, -1])
     words = keywords(texts, labels, n=2)
-    assert words[0][0] == "apple" and words[1][0] in ("dog", "cat")
+    # "dog" is in all three texts of topic 1, "cat" and "fish" in two: 3/7 * log(1 + A/3) > 2/7 * log(1 + A/2)
+    # for the mean class size A = (6 + 7 + 1) / 3 ("the" is a stop word)
+    assert words[0][0] == "apple" and words[1][0] == "dog"
     assert "the" not in words[0] + words[1]
-    x = np.array([[1, 0], [0.8, 0.6], [1, 0.05], [0, 1], [0.6, 0.8], [0.7, 0.7]])
+    x = np.array([[1, 0], [0.8, 0.6], [1, 0.05], [0, 1], [0.6, 0.8], [0.5, 0.85], [0.7, 0.7]])
     x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    # by hand: topic 0's centroid is (0.974, 0.226), cosines 0.974, 0.915, 0.984: rows 2, 0, 1;
+    # topic 1's is (0.384, 0.923), cosines 0.923, 0.969, 0.991: rows 5, 4, 3 (no ties)
+    for t, expected in ((0, [2, 0, 1]), (1, [5, 4, 3])):
+        rows = np.flatnonzero(labels == t)
+        centre = x[rows].mean(axis=0)
+        cosines = x[rows] @ (centre / np.linalg.norm(centre))
+        assert rows[np.argsort(-cosines)].tolist() == expected and np.diff(np.sort(cosines)).min() > 0.01
     reps = representatives(x, labels, n=2)
-    assert reps[0] == [2, 0] and reps[1] == [3, 4] or reps[1] == [4, 3]
+    assert reps[0] == [2, 0]
+    assert reps[1] == [5, 4]
     assert all(labels[r] == t for t, rows in enumerate(reps) for r in rows)
+
+
+def test_near_duplicate_topics_are_merged():
+    """Two groups whose centroids have cosine ~0.95 are one topic at the default 0.9, and stay two at a threshold
+    just above their cosine; a distant third group stays apart either way."""
+    from llmlab.apps.topics import MERGE_SIMILARITY, merge_similar
+
+    rng = np.random.default_rng(0)
+    axes = np.eye(8)
+    tilt = 0.95 * axes[0] + np.sqrt(1 - 0.95**2) * axes[1]  # cosine 0.95 to axes[0]
+    groups = [axes[0], tilt, axes[4]]
+    x = np.concatenate([g + 0.02 * rng.normal(size=(10, 8)) for g in groups])
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat([0, 1, 2], 10)
+    labels[[3, 17]] = -1  # outliers stay outliers
+    centres = np.stack([x[labels == t].mean(axis=0) for t in range(3)])
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    cosine = float(centres[0] @ centres[1])
+    assert MERGE_SIMILARITY < cosine < 0.97 and np.abs(centres[:2] @ centres[2]).max() < 0.2
+    merged = merge_similar(x, labels, MERGE_SIMILARITY)
+    assert (merged[labels == -1] == -1).all()
+    assert len(set(merged[labels == 0])) == len(set(merged[labels == 2])) == 1
+    assert merged[0] == merged[10] != merged[20] and sorted(set(merged.tolist()) - {-1}) == [0, 1]
+    assert (merged[labels >= 0] >= 0).all()
+    apart = merge_similar(x, labels, cosine + 0.01)  # asked for more similarity than they have: three topics
+    assert len({apart[0], apart[10], apart[20]}) == 3
+    assert all(len(set(apart[labels == t])) == 1 for t in range(3)) and (apart[labels == -1] == -1).all()
 
 
 def test_keywords_are_said_by_two_texts_of_the_topic():
@@ -249,6 +286,24 @@ def test_llm_names(smollm2_model):  # the session's fp32 SmolLM2, shared with ot
     name = llm_names(found, decoder=smollm2_model)[0]
     assert 0 < len(name) <= 60 and "\n" not in name
     assert "refund" in name.lower()
+
+
+def test_names_written_by_the_model_replace_the_keyword_names(data, result, smollm2_model):
+    """With label_with_llm, each topic the model named (llm_names, run here on the same topics) carries that
+    name and named_by "model"; a topic the model gave no name keeps its keyword name."""
+    from llmlab.apps.topics import llm_names
+
+    texts, _, x = data
+    named = topics(texts, embeddings=x, seed=0, label_with_llm=True, decoder=smollm2_model)
+    assert named.assignments == result.assignments and len(named.topics) == len(result.topics)
+    expected = llm_names(result.topics, decoder=smollm2_model)
+    assert any(name is not None for name in expected)  # (greedy, fp32: three names and one None at this writing)
+    for topic, plain, name in zip(named.topics, result.topics, expected):
+        assert plain.named_by == "keywords" and plain.name == ", ".join(plain.keywords[:3])
+        if name is None:
+            assert (topic.name, topic.named_by) == (plain.name, "keywords")
+        else:
+            assert (topic.name, topic.named_by) == (name, "model")
 
 
 # --- the command line ---------------------------------------------------------------------------------
