@@ -158,3 +158,120 @@ def test_ctrl_c_in_a_terminal_chat_stops_the_answer_not_the_chat(capsys, monkeyp
     code, out, err = run(capsys, "chat", "--temperature", "0", "--max-new-tokens", "12")
     assert code == 0 and "[stopped]" in err and "interrupted" not in err  # (it ended the chat: exit 130)
     assert out.count("assistant> ") == 2 and "tok/s" in err
+
+
+@pytest.fixture
+def smollm2_served(monkeypatch, smollm2_model):
+    """The CLI gets the session's SmolLM2 (fp32) instead of loading it again; the calls are kept, and a
+    request for anything else (an adapter, another precision) fails the test."""
+    import llmlab.weights.registry
+
+    calls = []
+
+    def load(name_or_path="smollm2", adapter=None, precision="fp32"):
+        calls.append((str(name_or_path), adapter, precision))
+        assert calls[-1] == ("smollm2", None, "fp32"), calls[-1]
+        return smollm2_model
+
+    monkeypatch.setattr(llmlab.weights.registry, "load_adapted_decoder", load)
+    return calls
+
+
+def test_complete_sampling_options_take_effect(capsys, smollm2_model, smollm2_served):
+    m, tok = smollm2_model.model, smollm2_model.tokenizer
+    prompt = "Once upon a time"
+
+    def cli(*options):
+        code, out, _ = run(capsys, "complete", "--max-new-tokens", "8", "--format", "json", *options, prompt)
+        assert code == 0
+        return json.loads(out)
+
+    sampling = ["--temperature", "1", "--top-k", "5", "--top-p", "0.9"]
+    expected = complete(m, tok, prompt, GenerationConfig(max_new_tokens=8, temperature=1.0, top_k=5, top_p=0.9,
+                                                         seed=3))
+    got = cli(*sampling, "--seed", "3")
+    assert got["ids"] == expected.ids and got["text"] == expected.text
+    assert cli(*sampling, "--seed", "4")["ids"] != expected.ids
+    # top-k 1, or a top-p below the most likely token's probability, leaves one token: greedy's
+    greedy = complete(m, tok, prompt, GenerationConfig(max_new_tokens=8)).ids
+    assert greedy != expected.ids
+    assert cli("--temperature", "1", "--seed", "3", "--top-k", "1")["ids"] == greedy
+    assert cli("--temperature", "1", "--seed", "3", "--top-p", "0.01")["ids"] == greedy
+    assert len(smollm2_served) == 4
+
+
+def test_complete_stop_ends_before_the_stop_text(capsys, smollm2_model, smollm2_served):
+    prompt = "Count: 1, 2, 3,"
+    free = complete(smollm2_model.model, smollm2_model.tokenizer, prompt, GenerationConfig(max_new_tokens=12))
+    assert " 5" in free.text and free.finish_reason == "length"
+    code, out, _ = run(capsys, "complete", "--temperature", "0", "--max-new-tokens", "12", "--format", "json",
+                       "--stop", "no such text", "--stop", " 5", prompt)
+    doc = json.loads(out)
+    assert code == 0 and doc["finish_reason"] == "stop" and doc["text"] == free.text[:free.text.index(" 5")]
+
+
+SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"  # its template's
+
+
+@pytest.mark.parametrize("options, system", [
+    (["--system", "Answer in one short sentence."], "Answer in one short sentence."),
+    (["--preset", "chef"], "chef"),
+    ([], SMOLLM2_DEFAULT_SYSTEM),
+    (["--system", ""], ""),
+], ids=["system", "preset", "default", "empty"])
+def test_chat_system_prompt_reaches_the_model(capsys, monkeypatch, smollm2_model, smollm2_served, options, system):
+    """The prompt the chat sends is SmolLM2's ChatML, with --system's text, the preset's, or (given
+    neither) the template's own default system message; --system "" leaves the message empty."""
+    from llmlab.apps.presets import preset
+    from llmlab.generate import ChatSession
+
+    system = preset("chef") if system == "chef" else system
+    sent, prompt_ids = [], ChatSession.prompt_ids
+
+    def record(self):
+        ids, dropped = prompt_ids(self)
+        sent.append(ids)
+        return ids, dropped
+
+    monkeypatch.setattr(ChatSession, "prompt_ids", record)
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is the capital of France?\n"))
+    code, _, _ = run(capsys, "chat", "--precision", "fp32", "--max-new-tokens", "1", *options)
+    expected = (f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\nWhat is the capital of France?"
+                "<|im_end|>\n<|im_start|>assistant\n")
+    assert code == 0 and sent == [smollm2_model.tokenizer.encode(expected)]
+
+
+def test_complete_with_an_adapter_is_the_merged_model(capsys, tmp_path, smollm2):
+    """A LoRA adapter that changes the model (B not zero): `complete --adapter` generates what the base model
+    with the adapter merged in generates, not what the base model does."""
+    import torch
+
+    from llmlab.models.decoder import Decoder, DecoderConfig
+    from llmlab.nn.lora import apply_lora, load_adapter, lora_modules, save_adapter
+    from llmlab.train.sft import save_decoder
+    from llmlab.weights.gguf import DecoderBundle
+    from llmlab.weights.registry import load_decoder
+
+    torch.manual_seed(0)
+    model = Decoder(DecoderConfig(family="llama", vocab_size=smollm2.vocab_size, dim=32, n_layers=2, n_heads=4,
+                                  n_kv_heads=2, ffn_dim=64, max_seq_len=128, tie_embeddings=False)).eval()
+    base = tmp_path / "base"
+    save_decoder(DecoderBundle(model, smollm2, model.config, None, {}), base)
+    apply_lora(model, ("q_proj", "v_proj", "up_proj", "down_proj"), r=4, alpha=8)
+    with torch.no_grad():
+        for m in lora_modules(model).values():
+            m.lora_B.normal_(0, 0.5)
+    adapter = save_adapter(model, tmp_path / "adapter", base_model="tiny")
+
+    prompt, config = "The capital of France is", GenerationConfig(max_new_tokens=8)
+    code, out, _ = run(capsys, "complete", "--model", str(base), "--adapter", str(adapter), "--max-new-tokens", "8",
+                       "--format", "json", prompt)
+    merged = load_decoder(str(base))
+    load_adapter(merged.model, adapter, merge=True)
+    ids = torch.tensor([smollm2.encode(prompt)])
+    with torch.no_grad():  # merged, it computes what the adapted layers (W x + (alpha / r) B A x) do
+        torch.testing.assert_close(merged.model(ids), model(ids), rtol=1e-5, atol=1e-5)
+    expected = complete(merged.model, merged.tokenizer, prompt, config)
+    plain = load_decoder(str(base))
+    assert code == 0 and json.loads(out)["ids"] == expected.ids
+    assert complete(plain.model, plain.tokenizer, prompt, config).ids != expected.ids

@@ -118,3 +118,49 @@ def test_a_prompt_cache_reads_the_shared_beginning_once(smollm2_model, monkeypat
     assert n < len(common.ids) < min(map(len, prompts)) and all(p[:len(common.ids)] == common.ids for p in prompts)
     assert prompts[0][len(common.ids)] != prompts[1][len(common.ids)]
     assert PromptCache.common(model, prompts[:1], 8) is None and PromptCache.common(model, [other, *prompts], 8) is None
+
+
+def test_repetition_penalty_is_transformers_on_the_answers_recent_ordinary_tokens(smollm2):
+    """Greedy with penalty 1.5 and window 4, step by step the plain way: a forward over the whole sequence,
+    HF transformers' RepetitionPenaltyLogitsProcessor given only the answer's last 4 tokens less the special
+    ones (not the prompt's), then argmax. Tiny random decoders over SmolLM2's first 64 ids (17 special
+    tokens, then bytes) loop without the penalty, and pick special tokens now and then."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    from llmlab.models.decoder import Decoder, DecoderConfig
+
+    special = set(smollm2.special_tokens.values())
+    eos = smollm2.special_tokens[smollm2.eos_token]
+    prompt = [1, 40, 41, 42, 43, 40, 41, 2, 1, 44]  # special tokens (1, 2) and repeats in the prompt
+    penalty, window, n = 1.5, 4, 24
+    config = GenerationConfig(max_new_tokens=n, repetition_penalty=penalty, repetition_window=window)
+    other_rules = {"the whole answer": {"window": None}, "the last 3": {"window": 3}, "the last 5": {"window": 5},
+                   "the prompt too": {"with_prompt": True}, "special tokens too": {"with_special": True}}
+
+    def greedy(model, window=window, with_prompt=False, with_special=False):
+        processor, answer = RepetitionPenaltyLogitsProcessor(penalty), []
+        for _ in range(n):
+            with torch.no_grad():
+                logits = model(torch.tensor([prompt + answer]))[:, -1]
+            recent = answer[-window:] if window else list(answer)
+            recent = [t for t in recent if with_special or t not in special]
+            recent = (prompt if with_prompt else []) + recent
+            token = int(processor(torch.tensor([recent], dtype=torch.long), logits.clone()).argmax(-1))
+            if token == eos:
+                break
+            answer.append(token)
+        return answer
+
+    told_apart, generated = set(), set()
+    for seed in (22, 30):
+        torch.manual_seed(seed)
+        model = Decoder(DecoderConfig(family="llama", vocab_size=64, dim=32, n_layers=2, n_heads=4, n_kv_heads=2,
+                                      ffn_dim=64, max_seq_len=64, tie_embeddings=False)).eval()
+        expected = greedy(model)
+        assert complete(model, smollm2, prompt, config).ids == expected
+        unpenalised = complete(model, smollm2, prompt, GenerationConfig(max_new_tokens=n)).ids
+        assert unpenalised != expected and len(set(unpenalised[-6:])) == 1  # without it: one token over and over
+        generated |= set(expected)
+        told_apart |= {name for name, rule in other_rules.items() if greedy(model, **rule) != expected}
+    assert generated & special  # special tokens were generated (and are not penalised)
+    assert told_apart == set(other_rules)  # each other rule chooses other tokens somewhere here
