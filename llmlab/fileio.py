@@ -238,14 +238,24 @@ def _remove(temps: list) -> None:
 
 @contextlib.contextmanager
 def _interrupts_held():
-    """SIGINT blocked in the block (main thread, where the OS supports it), delivered after it."""
-    hold = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hold else None
+    """Ctrl-C (SIGINT) held back in the block and acted on after it. Python runs signal handlers in
+    the main thread whichever thread the OS gave the signal to, so the handler is swapped there."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    old = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
     finally:
-        if hold:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.signal(signal.SIGINT, old)
+        if caught:
+            if callable(old):
+                old(signal.SIGINT, caught[0])
+            elif old == signal.SIG_DFL:
+                os.kill(os.getpid(), signal.SIGINT)
+            elif old is None:  # a handler not set from Python
+                raise KeyboardInterrupt
 
 
 def _umask() -> int:
