@@ -368,6 +368,8 @@ def _generative(texts, names, descriptions, decoder, question, progress) -> Clas
     # what the model answers with: the label, or for a code ("0", "1") its description ("negative")
     answers = [n if any(c.isalpha() for c in n) or not any(c.isalpha() for c in d) else d
                for n, d in zip(names, descriptions)]
+    twice = {a for a in answers if answers.count(a) > 1}  # two codes described alike: they answer as themselves
+    answers = [n if a in twice else a for n, a in zip(names, answers)]
     options = [tok.encode(a) + ([end] if end is not None else []) for a in answers]  # each answer + end of turn
     if question is None:
         question = f"Which label fits this text: {', '.join(answers[:-1])} or {answers[-1]}?"

@@ -81,6 +81,9 @@ def test_generative_scores_each_label(smollm2_model):
                      decoder=smollm2_model)
     assert coded.predicted == [{"positive": "1", "negative": "0"}[p] for p in r.predicted]
     assert coded.confidence == pytest.approx(r.confidence, abs=1e-5)
+    # two codes described alike would be one answer, a tie for every text: they answer as themselves
+    alike = classify(texts[:2], "generative", labels={"0": "good", "1": "good"}, decoder=smollm2_model)
+    assert alike.confidence != pytest.approx([0.5, 0.5], abs=1e-4)
 
 
 def test_evaluate_counts():
