@@ -213,8 +213,9 @@ def atomic_write_files(files: dict) -> list[Path]:
                 d.rmdir()
             except OSError:
                 pass
-        if isinstance(e, OSError):
-            raise LlmlabError(f"{e.filename or targets[0].parent}: cannot write ({e.strerror or e})") from None
+        if isinstance(e, OSError):  # named by the file it was for, not its temporary one
+            where = dict(zip(temps, targets)).get(e.filename, e.filename or targets[0].parent)
+            raise LlmlabError(f"{where}: cannot write ({e.strerror or e})") from None
         raise
     return targets
 

@@ -724,14 +724,19 @@ def index_files(paths: str | Path | list[str | Path], directory: str | Path, chu
     index = None  # nothing is made before the files are read; a rebuild never opens the old index
     if not rebuild and target.is_file() and target.stat().st_size > 0:  # (0 bytes: a first run that failed)
         index = Index(directory)
-    # a folder emptied since it was indexed is not an error: its files leave the index
-    emptied = bool(folders) and index is not None and index.chunking() is not None
-    documents = read_documents(paths, skipped, encoding, allow_none=emptied)
-    if skipped and unreadable is not None:
-        unreadable(skipped)
-    if not documents and skipped and not emptied:
-        raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read "
-                          f"({'reasons above' if unreadable is not None else skipped[0]}); nothing indexed")
+    try:
+        # a folder emptied since it was indexed is not an error: its files leave the index
+        emptied = bool(folders) and index is not None and index.chunking() is not None
+        documents = read_documents(paths, skipped, encoding, allow_none=emptied)
+        if skipped and unreadable is not None:
+            unreadable(skipped)
+        if not documents and skipped and not emptied:
+            raise LlmlabError(f"none of the {len(skipped)} file(s) found could be read "
+                              f"({'reasons above' if unreadable is not None else skipped[0]}); nothing indexed")
+    except BaseException:
+        if index is not None:
+            index.close()
+        raise
     with rebuilding(directory) if rebuild else closing(index or Index(directory, create=True)) as index:
         report = index.add(documents, chunk_tokens, overlap, progress=progress, folders=folders)
         if prune:
