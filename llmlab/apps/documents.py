@@ -86,6 +86,11 @@ _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "me
          "wbr"}  # elements with no end tag
 _AROUND = {"navigation", "banner", "contentinfo", "search", "complementary", "dialog", "alertdialog"}  # ARIA roles
 _MAIN, _ARTICLE, _PAGE, _DROP = 1, 2, 4, 8  # what an open element makes of the text inside it
+# Elements a start tag closes when they are open (HTML's omitted end tags: "<li>a<li>b", "<p>a<div>"):
+# a block closes an open <p>; these close an open sibling of theirs. Only through inline elements.
+_SIBLINGS = {"p": {"p"}, "li": {"li"}, "dt": {"dt", "dd"}, "dd": {"dt", "dd"}, "tr": {"tr", "td", "th"},
+             "td": {"td", "th"}, "th": {"td", "th"}, "option": {"option"}}
+_STRUCTURE = _BLOCKS | {"td", "th", "thead", "tbody", "tfoot", "select", "option", "optgroup", "body", "html"}
 _UNSEEN = re.compile(r"(?:^|;)\s*(?:display\s*:\s*none|visibility\s*:\s*hidden)\s*(?:!\s*important\s*)?(?:;|$)",
                      re.IGNORECASE)  # an inline style that hides the element
 
@@ -104,7 +109,9 @@ class _TextParser(HTMLParser):
 
     def _mark(self, tag: str, attrs: dict) -> int:
         if (tag in _SKIP or tag == "nav" or "hidden" in attrs or attrs.get("aria-hidden") == "true"
-                or attrs.get("role") in _AROUND or _UNSEEN.search(attrs.get("style") or "")):
+                or attrs.get("role") in _AROUND
+                or tag not in ("html", "body") and _UNSEEN.search(attrs.get("style") or "")):  # (a page a
+            # script reveals hides its body until then: its text is still the page's)
             return _DROP
         if tag == "main" or attrs.get("role") == "main":
             return _MAIN
@@ -115,9 +122,21 @@ class _TextParser(HTMLParser):
         return 0
 
     def _add(self, text: str) -> None:
-        self.parts.append((text, self.marks))
+        if not self.marks & _DROP:  # (a hidden list item's "- " too)
+            self.parts.append((text, self.marks))
+
+    def _close_implied(self, tag: str) -> None:
+        closes = ({"p"} if tag in _BLOCKS else set()) | _SIBLINGS.get(tag, set())
+        while closes:
+            i = len(self.open) - 1
+            while i >= 0 and self.open[i][0] not in _STRUCTURE:  # inline elements (b, span, a...) in between
+                i -= 1
+            if i < 0 or self.open[i][0] not in closes:
+                return
+            self.handle_endtag(self.open[i][0])
 
     def handle_starttag(self, tag, attrs):
+        self._close_implied(tag)
         if tag not in _VOID:
             mark = self._mark(tag, dict(attrs))
             self.open.append((tag, mark))

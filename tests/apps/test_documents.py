@@ -80,6 +80,16 @@ def test_saved_web_page_keeps_its_content_not_the_menus(tmp_path):
               '<p style="visibility : hidden">gone</p><p style="display: block">kept</p>'
               '<p style="visibility: visible">kept too</p><p style="--display:none-ish">and this</p>')
     assert html_text(hidden) == "shown\n\nkept\n\nkept too\n\nand this"
+    # End tags HTML lets a page leave out: a hidden <p> or <li> ends where the next one (or a block) starts,
+    # as a browser reads it, not at its parent's end
+    assert html_text('<div><p style="display:none">secret<p>First.<p>Second.</div><p>after') == \
+        "First.\n\nSecond.\n\nafter"
+    assert html_text('<ul><li style="display: none">x<li>shown item</ul>tail') == "- shown item\n\ntail"
+    assert html_text("<p hidden>draft<div>block after</div>") == "block after"
+    assert html_text("<ul><li>first<li hidden>not this<li>next</ul>") == "- first\n\n- next"
+    assert html_text('<table><tr><td style="display:none">h<td>cell<tr><td>row 2</table>') == "cell\n\nrow 2"
+    assert html_text("<p>a <b>bold<p>next</b> one") == "a bold\n\nnext one"
+    assert html_text('<body style="display:none"><p>shown by a script</p></body>') == "shown by a script"
 
 def test_encodings_other_than_utf8(tmp_path):
     (tmp_path / "win.txt").write_bytes("naïve café – “quoted”\n".encode("cp1252"))
