@@ -618,10 +618,11 @@ def _report_classification(args, result, texts, png) -> int:
         print(f"accuracy {m.accuracy:.4f}   macro-F1 {m.macro_f1:.4f}   (always the most common true label: "
               f"accuracy {majority:.4f})"
               + (f"   (on the {scored} texts with content and a true label)" if scored < len(texts) else ""))
-        width = max(len("label"), *(len(n) for n in m.per_class))
+        width = max(len("label"), *(_columns(_printable(n)) for n in m.per_class))
         print(f"{'label':<{width}}  precision  recall      f1  support")
         for n, v in m.per_class.items():
-            print(f"{n:<{width}}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} {v['support']:8d}")
+            print(f"{_pad(_printable(n), width)}  {v['precision']:9.3f} {v['recall']:7.3f} {v['f1']:7.3f} "
+                  f"{v['support']:8d}")
     if args.out:
         print(f"predictions written to {args.out}" + (f"; confusion matrix: {png}" if png else ""))
     else:  # the first rows as a sample; the file holds them all
@@ -631,19 +632,50 @@ def _report_classification(args, result, texts, png) -> int:
 
 def _preview_predictions(result, texts, rows: int = PREVIEW_ROWS) -> None:
     shown = min(rows, len(texts))
-    width = max(len("predicted"), *(len(p or "-") for p in result.predicted[:shown]))
-    truth = result.true_labels[:shown] if result.true_labels is not None else None
-    true_width = max(len("true"), *(len(t or "-") for t in truth)) if truth else 0
-    print(f"\n{'row':>5}  {'predicted':<{width}}  confidence  " + (f"{'true':<{true_width}}  " if truth else "")
+    labels = [_printable(p) or "-" for p in result.predicted[:shown]]
+    truth = [_printable(t) or "-" for t in result.true_labels[:shown]] if result.true_labels is not None else None
+    width = max(_columns("predicted"), *map(_columns, labels))
+    true_width = max(_columns("true"), *map(_columns, truth)) if truth else 0
+    print(f"\n{'row':>5}  {_pad('predicted', width)}  confidence  " + (f"{_pad('true', true_width)}  " if truth else "")
           + "text")
     for i in range(shown):
-        p, text = result.predicted[i], " ".join(str(texts[i]).split())
-        text = text if len(text) <= 70 else text[:69] + "…"
-        print(f"{i:>5}  {p or '-':<{width}}  {f'{result.confidence[i]:.3f}' if p else '':>10}  "
-              + (f"{truth[i] or '-':<{true_width}}  " if truth else "") + text)
+        confidence = f"{result.confidence[i]:.3f}" if result.predicted[i] else ""
+        print(f"{i:>5}  {_pad(labels[i], width)}  {confidence:>10}  "
+              + (f"{_pad(truth[i], true_width)}  " if truth else "") + _cut(_printable(texts[i]), 70))
     more = len(texts) - shown
     print(f"{'… ' + f'{more:,} more rows; ' if more else ''}--out FILE.csv writes every row with predicted_label "
           "and confidence")
+
+
+def _printable(text) -> str:
+    """One line: runs of whitespace as one space, control characters (escape codes) left out."""
+    import unicodedata
+
+    return "".join(c for c in " ".join(str(text).split()) if unicodedata.category(c) != "Cc")
+
+
+def _columns(text: str) -> int:
+    """Terminal columns: wide (Chinese, Japanese, most emoji) 2, combining marks 0, others 1."""
+    import unicodedata
+
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def _pad(text: str, columns: int) -> str:
+    return text + " " * max(columns - _columns(text), 0)
+
+
+def _cut(text: str, columns: int) -> str:
+    """``text`` in at most ``columns`` terminal columns, "…" where it was cut."""
+    if _columns(text) <= columns:
+        return text
+    kept, used = [], 0
+    for c in text:
+        used += _columns(c)
+        if used > columns - 1:
+            break
+        kept.append(c)
+    return "".join(kept) + "…"
 
 
 # --- llmlab finetune ------------------------------------------------------------------------

@@ -370,6 +370,27 @@ def test_cli_shows_the_first_predictions_when_it_writes_none(tmp_path, capsys):
     assert "confidence  text" not in capsys.readouterr().out  # written: no sample
 
 
+def test_cli_tables_line_up_chinese_labels_and_leave_out_escape_codes(tmp_path, capsys):
+    """Columns are counted in terminal cells (a Chinese character takes two); control characters in a text
+    (a terminal escape code) are not printed."""
+    rows = [("很好的酒店，服务周到，房间干净，早餐丰富，下次还会再来。" * 3, "好评"),
+            ("bad \x1b[31mred\x1b[0m hotel", "差评")]
+    write(tmp_path / "test.csv", rows)
+    write(tmp_path / "train.csv", rows * 4)
+    assert main(["classify", str(tmp_path / "test.csv"), "--text-column", "text", "--label-column", "label",
+                 "--train", str(tmp_path / "train.csv"), "--method", "bow", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "bad [31mred[0m hotel" in out
+    table = [x for x in out.splitlines() if x.startswith(("label", "好评", "差评"))]
+
+    def cells(line):  # terminal columns: the Chinese characters and full-width punctuation here take two
+        return sum(2 if "\u4e00" <= c <= "\u9fff" or c in "，。" else 1 for c in line)
+
+    assert len(table) == 3 and len({cells(x) for x in table}) == 1, table  # the numbers' columns line up
+    row = next(x for x in out.splitlines() if x.startswith("    0  "))
+    assert row.endswith("…") and cells(row.split("  ")[-1]) <= 70
+
+
 @pytest.mark.parametrize("rows", [90, 2400])  # one process; parallel worker processes
 def test_c_is_chosen_as_grid_search_chooses_it(rows):
     from sklearn.linear_model import LogisticRegression
