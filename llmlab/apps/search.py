@@ -3,8 +3,8 @@
 Indexing cuts each text into windows of ``chunk_tokens`` tokens (SmolLM2's tokenizer) that
 overlap by ``overlap`` tokens, embeds every chunk with MiniLM, and stores text, vector and
 a full-text (FTS5) row in one SQLite file, ``DIR/index.sqlite``: no server, one file.
-Re-indexing skips files whose bytes are unchanged (SHA-256); each file is written in one
-transaction, so an interrupted run leaves every finished file searchable.
+Re-indexing skips files whose bytes are unchanged (SHA-256); files are written in transactions of
+about 256 chunks (whole files), so an interrupted run leaves every batch it finished searchable.
 
 Search modes:
 - ``dense``: cosine similarity of the query's MiniLM vector to every chunk vector.
