@@ -168,19 +168,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         except OSError as e:
             raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
         return p
-    if p.is_symlink():  # write where the link points, and keep the link
-        p = Path(os.path.realpath(p))
-    temps = []
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        _write_beside(p, data, temps)
-        os.replace(temps[0], p)
-    except BaseException as e:
-        _remove(temps)
-        if isinstance(e, OSError):
-            raise LlmlabError(f"{p}: cannot write ({e.strerror or e})") from None
-        raise
-    return p
+    return atomic_write_files({p: data})[0]
 
 
 def atomic_write_files(files: dict) -> list[Path]:
@@ -198,14 +186,15 @@ def atomic_write_files(files: dict) -> list[Path]:
             raise LlmlabError(f"{p}: not a regular file; cannot replace it")
         targets.append(p)
     temps, made = [], []
+    at = targets[0] if targets else None  # the file being written: named by an error, not its temporary file
     try:
-        for p, data in zip(targets, files.values()):
-            made += [d for d in (p.parent, *p.parent.parents) if not d.exists()]
-            p.parent.mkdir(parents=True, exist_ok=True)
-            _write_beside(p, data, temps)
+        for at, data in zip(targets, files.values()):
+            made += [d for d in (at.parent, *at.parent.parents) if not d.exists()]
+            at.parent.mkdir(parents=True, exist_ok=True)
+            _write_beside(at, data, temps)
         with _interrupts_held():
-            for tmp, p in zip(temps, targets):
-                os.replace(tmp, p)
+            for tmp, at in zip(temps, targets):
+                os.replace(tmp, at)
     except BaseException as e:
         _remove(temps)
         for d in sorted(set(made), key=lambda d: len(d.parts), reverse=True):  # only if still empty
@@ -213,9 +202,8 @@ def atomic_write_files(files: dict) -> list[Path]:
                 d.rmdir()
             except OSError:
                 pass
-        if isinstance(e, OSError):  # named by the file it was for, not its temporary one
-            where = dict(zip(temps, targets)).get(e.filename, e.filename or targets[0].parent)
-            raise LlmlabError(f"{where}: cannot write ({e.strerror or e})") from None
+        if isinstance(e, OSError):
+            raise LlmlabError(f"{at}: cannot write ({e.strerror or e})") from None
         raise
     return targets
 
