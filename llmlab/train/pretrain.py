@@ -588,8 +588,8 @@ def _train(cfg: TrainConfig, d: distributed.Dist, log, tqdm) -> dict:
         metrics.close()
     wall = time.perf_counter() - start
     done = step - start_step
-    return {"step": step, "steps_run": done, "rank": d.rank, "objective": cfg.objective, "loss": loss_value,
-            "val_loss": val_loss,
+    return {"step": step, "steps_run": done, "rank": d.rank, "objective": cfg.objective,
+            "loss": loss_value, "val_loss": val_loss,
             **({"val_accuracy": val_accuracy} if cfg.objective == "mlm" else {}), "seconds": wall,
             "tokens_per_second": done * tokens_per_step / wall if wall > 0 else 0.0,
             "parameters": raw.num_parameters(), "out": str(out)}
